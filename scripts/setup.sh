@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Create (or refresh) .venv/ in the repository root with the pinned TorchRec stack.
+# Idempotent: when pyproject.toml and the requirements file are unchanged since the last
+# successful run, it only verifies the imports (a few seconds).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+python_bin="${PYTHON:-python3}"
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    flavor=cuda
+else
+    flavor=cpu
+fi
+req="requirements/${flavor}.txt"
+stamp=".venv/.lifelongrec-installed"
+want="$(cat pyproject.toml "$req" tools/fbgemm-gpu-shim/pyproject.toml | sha256sum | cut -d' ' -f1) ${flavor}"
+if [ ! -x .venv/bin/python ]; then
+    echo "[setup] creating .venv with $($python_bin --version)"
+    "$python_bin" -m venv .venv
+fi
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "[setup] installing the ${flavor} stack from ${req} (first run takes about a minute)"
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet -r "$req"
+    .venv/bin/python -m pip check
+    echo "$want" > "$stamp"
+fi
+.venv/bin/python - <<'PY'
+import torch, torchrec  # noqa: F401  (fails loudly if the CUDA fbgemm slipped in on a CPU box)
+print(f"[setup] ok: torch {torch.__version__}, torchrec {torchrec.__version__}, "
+      f"device {'cuda' if torch.cuda.is_available() else 'cpu'}")
+PY
