@@ -4,6 +4,5 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"   # torchx's dist.ddp calls `torchrun` by name
-export TORCH_LOGS="-fx"
 .venv/bin/ruff check .
 .venv/bin/python -m pytest -q -p no:cacheprovider --timeout=900 "$@"

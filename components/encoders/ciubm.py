@@ -1,0 +1,273 @@
+"""CiUBM: content-interest-aware user behavior modeling (after MIM, arXiv 2502.00321).
+
+MIM names the module and its goal (fuse frozen multimodal content embeddings, aligned to user
+interest by C-SFT, with ID embeddings inside behavior modeling) but does not publish its
+internals. What is from where:
+
+* from MIM: frozen content vectors (no gradient, served from a "representation center"),
+  content similarity between the candidate and each behavior, fusion with ID signals;
+* from MUSE (arXiv 2512.07216, also Taobao): SimTier (histogram of the similarities over
+  [-1, 1], ``log1p(count)`` times a learned vector per bin) and SA-TA target attention with
+  logits ``a = g1 * a_ID + g2 * r + g3 * (a_ID * r)`` (learned g), and top-K by content cosine
+  as the retrieval step for long histories;
+* our choices: the histogram is taken over the whole history by default (O(L), cheap) while the
+  attention sees only the top-K; g initialized to (1, 1, 0); the attention keys/values are the ID
+  embeddings (plus behavior-type embeddings when ``spec.behavior_dim > 0``); the parts are
+  concatenated and passed through an MLP; a sample with an empty history gets a zero attention
+  vector.
+
+Shapes: B batch, N jagged behaviors, K kept behaviors per sample, D ID embedding dim,
+d content dim, A attention dim.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import components.ops as ops
+from components.encoders.base import EncoderSpec, History, Query, SequenceEncoder
+from components.layers.mlp import MLP
+
+
+@dataclass
+class CiUBMConfig:
+    """Attributes:
+    top_k: behaviors kept per sample by content cosine before the attention (None = all).
+    use_histogram: SimTier-style similarity histogram.
+    histogram_over_topk: histogram over the top-K only (MUSE) instead of the whole history.
+    num_bins / bin_dim: histogram bins over [-1, 1] and the learned vector size per bin.
+    use_attention: SA-TA target attention over the kept behaviors.
+    content_in_attention: mix content similarity into the attention logits (False = plain ID
+        target attention, for ablation).
+    attention_dim: A (default D).
+    output_hidden: MLP over the concatenated parts (empty = no MLP, concatenation is output).
+    """
+
+    top_k: int | None = 50
+    use_histogram: bool = True
+    histogram_over_topk: bool = False
+    num_bins: int = 20
+    bin_dim: int = 8
+    use_attention: bool = True
+    content_in_attention: bool = True
+    attention_dim: int | None = None
+    output_hidden: tuple[int, ...] = (64,)
+
+
+def content_similarity(
+    query_content: torch.Tensor, history_content: torch.Tensor, lengths: torch.Tensor
+) -> torch.Tensor:
+    """Cosine between each behavior and its sample's candidate: ``[B, d], [N, d], [B] -> [N]``
+    (all-zero content rows give 0). No gradient."""
+    with torch.no_grad():
+        segment = torch.repeat_interleave(torch.arange(lengths.numel()), lengths)
+        q = F.normalize(query_content, dim=-1)[segment]
+        return (F.normalize(history_content, dim=-1) * q).sum(dim=-1)
+
+
+def masked_topk(
+    scores: torch.Tensor, offsets: torch.Tensor, k: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample, the (up to) k highest-scoring rows of a jagged ``scores [N]``.
+
+    Returns ``index [B, K]`` (global rows into N; 0 where masked) and ``mask [B, K]`` bool, with
+    K = min(k, longest history); ``k=None`` keeps every row in time order.
+
+    Example:
+        >>> masked_topk(torch.tensor([0.1, 0.9, 0.5]), torch.tensor([0, 2, 3]), 1)
+        (tensor([[1], [2]]), tensor([[True], [True]]))
+    """
+    lengths = offsets[1:] - offsets[:-1]
+    longest = int(lengths.max()) if lengths.numel() else 0
+    position = torch.arange(longest, device=scores.device)
+    valid = position[None, :] < lengths[:, None]
+    rows = (offsets[:-1, None] + position[None, :]).clamp(max=max(scores.numel() - 1, 0))
+    if k is None or k >= longest:
+        return torch.where(valid, rows, 0), valid
+    padded = torch.where(valid, scores[rows], float("-inf"))
+    arg = padded.topk(k, dim=1).indices
+    mask = valid.gather(1, arg)
+    return torch.where(mask, rows.gather(1, arg), 0), mask
+
+
+def masked_topk_reference(scores: torch.Tensor, offsets: torch.Tensor, k: int) -> list[list[int]]:
+    """Per-sample sort twin of :func:`masked_topk`: the kept global rows of each sample."""
+    out = []
+    for b in range(offsets.numel() - 1):
+        start, end = int(offsets[b]), int(offsets[b + 1])
+        order = sorted(range(start, end), key=lambda i: -float(scores[i]))
+        out.append(order[:k])
+    return out
+
+
+def _select_topk(scores: torch.Tensor, offsets: torch.Tensor, k: int | None):
+    """The shared op ``components.ops.topk_by_score`` when it exists, else :func:`masked_topk`."""
+    shared = getattr(ops, "topk_by_score", None)
+    if k is not None and shared is not None:
+        return shared(scores, offsets, k)
+    return masked_topk(scores, offsets, k)
+
+
+class SimilarityHistogram(nn.Module):
+    """SimTier: ``r [N]`` in [-1, 1] grouped by sample -> ``[B, num_bins * bin_dim]``, each bin's
+    ``log1p(count)`` times a learned bin vector.
+
+    Example:
+        >>> h = SimilarityHistogram(num_bins=4, bin_dim=2)
+        >>> h(torch.tensor([0.9, -0.9, 0.8]), torch.tensor([2, 1])).shape
+        torch.Size([2, 8])
+    """
+
+    def __init__(self, num_bins: int = 20, bin_dim: int = 8) -> None:
+        super().__init__()
+        self.num_bins = num_bins
+        self.bin_vectors = nn.Parameter(torch.randn(num_bins, bin_dim) * 0.1)
+        self.output_dim = num_bins * bin_dim
+
+    def counts(self, similarity: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``[N], [B] -> [B, num_bins]`` float counts."""
+        segment = torch.repeat_interleave(torch.arange(lengths.numel()), lengths)
+        bins = ((similarity + 1.0) * (self.num_bins / 2.0)).floor().long()
+        bins = bins.clamp(0, self.num_bins - 1)
+        counts = torch.zeros(lengths.numel() * self.num_bins, device=similarity.device)
+        counts.index_add_(0, segment * self.num_bins + bins, torch.ones_like(similarity))
+        return counts.view(lengths.numel(), self.num_bins)
+
+    def forward(self, similarity: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        weights = torch.log1p(self.counts(similarity, lengths))
+        return (weights[:, :, None] * self.bin_vectors[None]).flatten(1)
+
+
+def histogram_counts_reference(similarity: torch.Tensor, lengths: torch.Tensor, num_bins: int):
+    """Loop twin of :meth:`SimilarityHistogram.counts` (bin = floor((r+1)/2 * bins), clamped)."""
+    out = torch.zeros(lengths.numel(), num_bins)
+    start = 0
+    for b, n in enumerate(lengths.tolist()):
+        for r in similarity[start : start + n].tolist():
+            out[b, min(max(math.floor((r + 1.0) * num_bins / 2.0), 0), num_bins - 1)] += 1
+        start += n
+    return out
+
+
+class ContentAwareTargetAttention(nn.Module):
+    """SA-TA: ``query [B, Dq]``, ``keys [B, K, Dk]``, ``similarity [B, K]``, ``mask [B, K]`` ->
+    ``[B, A]``; logits ``g1 * a_ID + g2 * r + g3 * a_ID * r`` (or ``a_ID`` alone when
+    ``use_content`` is False), masked softmax, weighted sum of ``keys W_v``.
+
+    Example:
+        >>> att = ContentAwareTargetAttention(8, 8, 4)
+        >>> att(torch.randn(2, 8), torch.randn(2, 3, 8), torch.rand(2, 3),
+        ...     torch.ones(2, 3, dtype=torch.bool)).shape
+        torch.Size([2, 4])
+    """
+
+    def __init__(self, query_dim: int, key_dim: int, attention_dim: int, use_content: bool = True):
+        super().__init__()
+        self.q = nn.Linear(query_dim, attention_dim, bias=False)
+        self.k = nn.Linear(key_dim, attention_dim, bias=False)
+        self.v = nn.Linear(key_dim, attention_dim, bias=False)
+        self.use_content = use_content
+        self.gamma = nn.Parameter(torch.tensor([1.0, 1.0, 0.0]))
+        self.scale = 1.0 / math.sqrt(attention_dim)
+
+    def forward(self, query, keys, similarity, mask) -> torch.Tensor:
+        id_logits = torch.einsum("bka,ba->bk", self.k(keys), self.q(query)) * self.scale
+        logits = id_logits
+        if self.use_content:
+            g = self.gamma
+            logits = g[0] * id_logits + g[1] * similarity + g[2] * id_logits * similarity
+        logits = logits.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(logits, dim=1)
+        weights = torch.where(mask, weights, torch.zeros_like(weights))  # empty rows: 0, not NaN
+        return torch.einsum("bk,bka->ba", weights, self.v(keys))
+
+
+class CiUBM(SequenceEncoder):
+    """Content-interest-aware behavior encoder: ``forward(query, history) -> [B, output_dim]``.
+
+    The frozen content table ``[num_items, d]`` (row = item index, e.g. C-SFT's
+    ``content/aligned.npy``) is a persistent buffer: saved in the state dict, never a parameter,
+    never given gradient or optimizer state. Pass it to the constructor or to
+    :meth:`load_content`.
+
+    Example:
+        >>> spec = EncoderSpec(embedding_dim=16)
+        >>> enc = CiUBM(spec, CiUBMConfig(top_k=4), content_embeddings=torch.randn(100, 32))
+        >>> # enc(query, history).shape == (B, enc.output_dim)
+    """
+
+    def __init__(
+        self,
+        spec: EncoderSpec,
+        config: CiUBMConfig | None = None,
+        content_embeddings: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config = config or CiUBMConfig()
+        if not (config.use_histogram or config.use_attention):
+            raise ValueError("CiUBM needs use_histogram or use_attention")
+        self.register_buffer("content", torch.zeros(0, 0), persistent=True)
+        if content_embeddings is not None:
+            self.load_content(content_embeddings)
+        parts = 0
+        self.histogram = None
+        if config.use_histogram:
+            self.histogram = SimilarityHistogram(config.num_bins, config.bin_dim)
+            parts += self.histogram.output_dim
+        self.attention = None
+        if config.use_attention:
+            attention_dim = config.attention_dim or spec.embedding_dim
+            self.attention = ContentAwareTargetAttention(
+                spec.embedding_dim,
+                spec.embedding_dim + spec.behavior_dim,
+                attention_dim,
+                use_content=config.content_in_attention,
+            )
+            parts += attention_dim
+        self.output_mlp = MLP(parts, list(config.output_hidden)) if config.output_hidden else None
+        self.output_dim = self.output_mlp.output_dim if self.output_mlp else parts
+
+    def load_content(self, table: torch.Tensor) -> None:
+        """Install the frozen content table ``[num_items, d]`` (copied, detached, float32)."""
+        if table.dim() != 2:
+            raise ValueError(f"content table must be [num_items, d], got {tuple(table.shape)}")
+        self.content = table.detach().to(torch.float32).clone()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # an encoder built without a table takes the checkpoint's table shape
+        saved = state_dict.get(prefix + "content")
+        if saved is not None and self.content.numel() == 0:
+            self.content = torch.empty_like(saved, dtype=torch.float32)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, query: Query, history: History) -> torch.Tensor:
+        if self.content.numel() == 0:
+            raise RuntimeError(
+                "CiUBM has no content table: pass content_embeddings or call load_content"
+            )
+        lengths, offsets = history.lengths, history.offsets
+        similarity = content_similarity(
+            self.content[query.item_ids], self.content[history.item_ids], lengths
+        )  # [N]
+        need_topk = self.attention is not None or self.config.histogram_over_topk
+        if need_topk:
+            index, mask = _select_topk(similarity, offsets, self.config.top_k)  # [B, K]
+        parts = []
+        if self.histogram is not None:
+            if self.config.histogram_over_topk:
+                # row-major selection keeps each sample's kept rows together
+                parts.append(self.histogram(similarity[index][mask], mask.sum(dim=1)))
+            else:
+                parts.append(self.histogram(similarity, lengths))
+        if self.attention is not None:
+            keys = history.embeddings
+            if history.behavior_embeddings.shape[-1] > 0:
+                keys = torch.cat([keys, history.behavior_embeddings], dim=-1)
+            parts.append(self.attention(query.embeddings, keys[index], similarity[index], mask))
+        out = torch.cat(parts, dim=-1)
+        return self.output_mlp(out) if self.output_mlp is not None else out
