@@ -1,0 +1,304 @@
+"""Stream samples of a prepared dataset as :class:`~pipelines.data.batch.Batch` objects.
+
+* Samples are read by parquet row group (never all at once); events are loaded once per process
+  as a CSR :class:`~pipelines.data.prepared.EventLog` (worker processes share it by fork).
+* Rank sharding: the global sample rows are cut into ``world_size`` contiguous near-equal ranges;
+  together the ranks see every sample exactly once. Every rank yields the same number of batches
+  (computed from the global row count, no communication), so collectives never hang: in
+  ``drop_last`` mode each rank yields ``min_rank_rows // batch_size`` full batches; otherwise a
+  rank with fewer rows pads its last batch with copies of a real row carrying weight 0.
+* The history of a sample is the most recent ``max_len`` events strictly before its ts, gathered
+  for the whole batch at once (:func:`gather_histories`; :func:`gather_histories_reference` is
+  the per-sample twin).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from pipelines.data.batch import Batch, make_batch
+from pipelines.data.prepared import EventLog, PreparedDataset
+
+
+@dataclass
+class LoaderConfig:
+    """How samples become batches.
+
+    Attributes:
+        batch_size: samples per batch on each rank.
+        max_len: keep the most recent ``max_len`` events of each history.
+        shuffle: shuffle row groups and rows (within a buffer) each epoch.
+        seed: base seed; the order of epoch e depends on (seed, e) only.
+        num_workers: worker processes (0 = in the calling process).
+        drop_last: drop the ragged tail (training) instead of padding it with weight-0 rows.
+        shuffle_buffer_rows: rows shuffled together (bounded memory).
+    """
+
+    batch_size: int = 512
+    max_len: int = 512
+    shuffle: bool = True
+    seed: int = 0
+    num_workers: int = 0
+    drop_last: bool = False
+    shuffle_buffer_rows: int = 65536
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.max_len < 1:
+            raise ValueError(f"max_len must be >= 1, got {self.max_len}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+
+
+def gather_histories(
+    events: EventLog, users: np.ndarray, cutoffs: np.ndarray, max_len: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices into ``events`` of every sample's truncated history, concatenated.
+
+    Returns ``(rows [N], lengths [B])``; sample i's rows are the most recent
+    ``min(cutoff_i, max_len)`` events before its ts, oldest first.
+    """
+    lengths = np.minimum(cutoffs, max_len).astype(np.int64)
+    starts = events.offsets[users] + cutoffs - lengths
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64), lengths
+    # rows = starts[i] + (0 .. lengths[i]-1) for every i, without a Python loop
+    batch_offsets = np.cumsum(lengths) - lengths
+    rows = np.arange(total, dtype=np.int64) - np.repeat(batch_offsets - starts, lengths)
+    return rows, lengths
+
+
+def gather_histories_reference(
+    events: EventLog, users: np.ndarray, cutoffs: np.ndarray, max_len: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample twin of :func:`gather_histories`."""
+    parts, lengths = [], []
+    for user, cutoff in zip(users.tolist(), cutoffs.tolist()):
+        s = events.history_slice(user, cutoff)
+        rows = np.arange(s.start, s.stop, dtype=np.int64)[-max_len:] if cutoff else rows_empty()
+        parts.append(rows)
+        lengths.append(rows.shape[0])
+    rows = np.concatenate(parts) if parts else rows_empty()
+    return rows, np.asarray(lengths, dtype=np.int64)
+
+
+def rows_empty() -> np.ndarray:
+    return np.zeros(0, dtype=np.int64)
+
+
+def build_batch(
+    events: EventLog, samples: dict[str, np.ndarray], max_len: int, weights: np.ndarray
+) -> Batch:
+    """One :class:`Batch` from sample columns (``user, item, category, ts, label, cutoff``)."""
+    rows, lengths = gather_histories(events, samples["user"], samples["cutoff"], max_len)
+    sample_ts = np.repeat(samples["ts"], lengths)
+    age = (sample_ts - events.ts[rows]).astype(np.float32)
+    return make_batch(
+        user=torch.from_numpy(samples["user"]),
+        item=torch.from_numpy(samples["item"]),
+        category=torch.from_numpy(samples["category"]),
+        labels=torch.from_numpy(samples["label"].astype(np.float32)),
+        timestamps=torch.from_numpy(samples["ts"]),
+        history_lengths=torch.from_numpy(lengths),
+        history_item=torch.from_numpy(events.item[rows]),
+        history_category=torch.from_numpy(events.category[rows]),
+        history_behavior=torch.from_numpy(events.behavior[rows]),
+        history_age=torch.from_numpy(age),
+        history_numeric=torch.from_numpy(events.numeric[rows]),
+        weights=torch.from_numpy(weights.astype(np.float32)),
+    )
+
+
+_COLUMNS = ("user", "item", "category", "ts", "label", "cutoff")
+
+
+class _SampleStream(IterableDataset):
+    """Yields whole batches of this rank's row range; workers split it by row-group chunks."""
+
+    def __init__(self, loader: SampleLoader) -> None:
+        super().__init__()
+        self.loader = loader
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        yield from self.loader._iter_worker(worker, workers)
+
+
+class SampleLoader:
+    """Iterate ``samples/{split}.parquet`` of a prepared dataset as batches for one rank.
+
+    Example:
+        >>> loader = SampleLoader("data/ml1m", "train", LoaderConfig(batch_size=256))
+        >>> for batch in loader: ...
+    """
+
+    def __init__(
+        self,
+        dataset_dir: str | os.PathLike[str],
+        split: str,
+        config: LoaderConfig | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} not in [0, {world_size})")
+        self.config = config or LoaderConfig()
+        self.dataset = PreparedDataset.open(dataset_dir)
+        self.path: Path = self.dataset.samples_path(split)
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        meta = pq.ParquetFile(self.path).metadata
+        group_rows = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        self._group_starts = np.concatenate([[0], np.cumsum(group_rows)]).astype(np.int64)
+        self.total_rows = int(self._group_starts[-1])
+        bounds = [self.total_rows * r // world_size for r in range(world_size + 1)]
+        self.row_range = (bounds[rank], bounds[rank + 1])
+        rank_rows = [bounds[r + 1] - bounds[r] for r in range(world_size)]
+        bs = self.config.batch_size
+        if self.config.drop_last:
+            self._num_batches = min(rank_rows) // bs
+        else:
+            self._num_batches = math.ceil(max(rank_rows) / bs) if max(rank_rows) else 0
+        self._events: EventLog | None = None
+
+    @property
+    def events(self) -> EventLog:
+        if self._events is None:
+            self._events = self.dataset.read_events()
+        return self._events
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self._num_batches
+
+    def __iter__(self) -> Iterator[Batch]:
+        _ = self.events  # load once before forking workers
+        if self.config.num_workers == 0:
+            yield from self._iter_worker(0, 1)
+            return
+        data = DataLoader(
+            _SampleStream(self),
+            batch_size=None,
+            num_workers=self.config.num_workers,
+            multiprocessing_context="fork",
+        )
+        yield from data
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _chunks(self) -> list[tuple[int, int]]:
+        """This rank's row range cut at row-group boundaries, in this epoch's order."""
+        lo, hi = self.row_range
+        chunks = []
+        for g in range(len(self._group_starts) - 1):
+            start, end = max(lo, self._group_starts[g]), min(hi, self._group_starts[g + 1])
+            if start < end:
+                chunks.append((int(start), int(end)))
+        if self.config.shuffle:
+            rng = np.random.default_rng([self.config.seed, self.epoch, self.rank])
+            chunks = [chunks[i] for i in rng.permutation(len(chunks))]
+        return chunks
+
+    def _read_rows(self, start: int, end: int) -> dict[str, np.ndarray]:
+        group = int(np.searchsorted(self._group_starts, start, side="right") - 1)
+        table = pq.ParquetFile(self.path).read_row_group(group, columns=list(_COLUMNS))
+        offset = start - int(self._group_starts[group])
+        table = table.slice(offset, end - start)
+        return {c: table.column(c).to_numpy() for c in _COLUMNS}
+
+    def _iter_worker(self, worker: int, workers: int) -> Iterator[Batch]:
+        """Batches of this rank; worker w builds batches w, w + workers, ... in order."""
+        cfg = self.config
+        rng = np.random.default_rng([cfg.seed, self.epoch, self.rank, 1])
+        produced = 0
+        for index, columns in enumerate(self._batches(rng)):
+            if produced >= self._num_batches:
+                return
+            produced += 1
+            if index % workers != worker:
+                continue
+            yield build_batch(self.events, columns, cfg.max_len, columns.pop("_weight"))
+
+    def _batches(self, rng: np.random.Generator) -> Iterator[dict[str, np.ndarray]]:
+        """Sample columns of each batch (all workers run this cheap scan identically)."""
+        cfg = self.config
+        buffer: list[dict[str, np.ndarray]] = []
+        buffered = 0
+        carry: dict[str, np.ndarray] | None = None
+        last_real: dict[str, np.ndarray] | None = None
+
+        def flush() -> Iterator[dict[str, np.ndarray]]:
+            nonlocal buffer, buffered, carry
+            merged = {c: np.concatenate([b[c] for b in buffer]) for c in _COLUMNS}
+            if cfg.shuffle:
+                perm = rng.permutation(merged["user"].shape[0])
+                merged = {c: v[perm] for c, v in merged.items()}
+            if carry is not None:
+                merged = {c: np.concatenate([carry[c], merged[c]]) for c in _COLUMNS}
+                carry = None
+            n = merged["user"].shape[0]
+            full = n // cfg.batch_size * cfg.batch_size
+            for s in range(0, full, cfg.batch_size):
+                yield {c: v[s : s + cfg.batch_size] for c, v in merged.items()}
+            if full < n:
+                carry = {c: v[full:] for c, v in merged.items()}
+            buffer, buffered = [], 0
+
+        produced = 0
+        for start, end in self._chunks():
+            part = self._read_rows(start, end)
+            last_real = {c: v[-1:] for c, v in part.items()}
+            buffer.append(part)
+            buffered += end - start
+            if buffered >= cfg.shuffle_buffer_rows:
+                for cols in flush():
+                    produced += 1
+                    yield _with_weight(cols, cols["user"].shape[0])
+        if buffer:
+            for cols in flush():
+                produced += 1
+                yield _with_weight(cols, cols["user"].shape[0])
+        if cfg.drop_last:
+            return
+        if carry is not None:
+            produced += 1
+            yield _pad(carry, cfg.batch_size)
+        while produced < self._num_batches and last_real is not None:
+            produced += 1
+            yield _pad({c: v[:0] for c, v in last_real.items()}, cfg.batch_size, last_real)
+        if last_real is None and self._num_batches and self.total_rows:
+            # this rank owns no rows at all: emit weight-0 copies of the dataset's first row
+            first = self._read_rows(0, 1)
+            for _ in range(self._num_batches - produced):
+                yield _pad({c: v[:0] for c, v in first.items()}, 1, first)
+
+
+def _with_weight(cols: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    cols["_weight"] = np.ones(n, dtype=np.float32)
+    return cols
+
+
+def _pad(
+    cols: dict[str, np.ndarray], size: int, filler: dict[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """Pad ``cols`` to ``size`` rows with weight-0 copies of ``filler`` (default: its last row)."""
+    n = cols["user"].shape[0]
+    filler = filler if filler is not None else {c: v[-1:] for c, v in cols.items()}
+    missing = max(size - n, 0)
+    out = {c: np.concatenate([cols[c], np.repeat(filler[c], missing)]) for c in _COLUMNS}
+    out["_weight"] = np.concatenate([np.ones(n), np.zeros(missing)]).astype(np.float32)
+    return out
