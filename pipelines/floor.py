@@ -2,7 +2,7 @@
 
 Every sequence model must beat this to be worth its cost. For each test sample the prediction is
 ``0.5 * (user_rate + item_rate)`` where each rate is the Bayesian-smoothed mean label of that user
-(item) in the train split: ``(positives + alpha * global_rate) / (count + alpha)``. Users or
+(item) in the splits before the scored one: ``(positives + alpha * global_rate) / (count + alpha)``. Users or
 items unseen in training fall back to the global rate.
 
 Usage::
@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from pipelines.data.prepared import PreparedDataset
 from pipelines.metrics import compute_metrics
@@ -32,8 +33,9 @@ def smoothed_rate(keys: np.ndarray, labels: np.ndarray, size: int, alpha: float)
 
 
 def floor_predictions(dataset: PreparedDataset, split: str, alpha: float = 10.0) -> dict:
-    """Fit the floor on the train split, predict ``split``; returns arrays and metrics."""
-    train = dataset.read_samples("train").to_pandas()
+    """Fit on every split before ``split`` (train, + valid for test), predict ``split``."""
+    fit_splits = ["train", "valid"] if split == "test" else ["train"]
+    train = pd.concat([dataset.read_samples(s).to_pandas() for s in fit_splits], ignore_index=True)
     target = dataset.read_samples(split).to_pandas()
     vocab = dataset.vocab
     train_labels = train["label"].to_numpy(np.float64)

@@ -33,6 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.data.build import SPLIT_RULE, split_per_user
 from pipelines.data.prepared import MANIFEST_VERSION, write_atomically, write_json
 
 BEHAVIOR_NAMES = ("view", "click", "cart", "buy", "fav", "share", "review", "return")
@@ -203,26 +204,8 @@ def _samples(
         }
     )
     frame = frame.sort_values(["user", "ts"], kind="stable").reset_index(drop=True)
-    frame["split"] = split_per_user(frame["user"].to_numpy())
+    frame["split"] = split_per_user(frame["user"].to_numpy(), frame["ts"].to_numpy())
     return frame
-
-
-def split_per_user(users: np.ndarray, valid: float = 0.1, test: float = 0.1) -> np.ndarray:
-    """Chronological split of samples already sorted by (user, ts).
-
-    The last ``max(1, round(test * n))`` samples of a user with n >= 3 samples are test, the
-    ``max(1, round(valid * n))`` before them valid, the rest train; users with fewer than 3
-    samples contribute only train samples.
-    """
-    _, first, counts = np.unique(users, return_index=True, return_counts=True)
-    n = np.repeat(counts, counts)
-    rank = np.arange(users.shape[0]) - np.repeat(first, counts)
-    n_test = np.where(n >= 3, np.maximum(1, np.round(test * n)), 0)
-    n_valid = np.where(n >= 3, np.maximum(1, np.round(valid * n)), 0)
-    out = np.full(users.shape[0], "train", dtype=object)
-    out[rank >= n - n_test - n_valid] = "valid"
-    out[rank >= n - n_test] = "test"
-    return out
 
 
 def write_synthetic_dataset(out_dir: str | os.PathLike[str], config: SyntheticConfig) -> Path:
@@ -267,7 +250,7 @@ def write_synthetic_dataset(out_dir: str | os.PathLike[str], config: SyntheticCo
                 "source": {"generator": "pipelines.data.synthetic", **asdict(config)},
                 "label_rule": "P(label=1) rises with the share of the candidate's latent group in "
                 "the whole history before the sample (long-range signal)",
-                "split_rule": split_per_user.__doc__.strip().splitlines()[0],
+                "split_rule": SPLIT_RULE,
                 "numeric_fields": ["dwell"],
                 "text_fields": [],
                 "item_side_fields": ["latent_group"],

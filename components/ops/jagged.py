@@ -1,0 +1,196 @@
+"""Jagged <-> padded helpers for per-sample behavior sequences.
+
+A jagged batch is ``values [N, ...]`` (all samples' rows concatenated, each sample's rows in
+time order oldest -> newest) plus ``offsets [B + 1]`` int64 (exclusive prefix sum of the
+lengths). Every op here has a plain ``*_reference`` twin written with Python loops; tests
+compare the two on random inputs.
+
+Example:
+    >>> offsets = lengths_to_offsets(torch.tensor([2, 0, 3]))
+    >>> offsets.tolist()
+    [0, 2, 2, 5]
+    >>> segment_ids(offsets, 5).tolist()
+    [0, 0, 2, 2, 2]
+    >>> padded, mask = jagged_to_padded(torch.arange(5.0), offsets, max_len=2)
+    >>> padded.tolist()  # the 2 most recent rows of each sample, oldest first
+    [[0.0, 1.0], [0.0, 0.0], [3.0, 4.0]]
+"""
+
+from __future__ import annotations
+
+import torch
+
+try:  # registers torch.ops.fbgemm.* (CPU kernels with autograd)
+    import fbgemm_gpu  # noqa: F401
+
+    _HAS_FBGEMM = hasattr(torch.ops.fbgemm, "jagged_to_padded_dense")
+except ImportError:  # pragma: no cover - fbgemm is a pinned dependency
+    _HAS_FBGEMM = False
+
+__all__ = [
+    "gather_padded",
+    "gather_padded_reference",
+    "jagged_to_padded",
+    "jagged_to_padded_reference",
+    "lengths_to_offsets",
+    "lengths_to_offsets_reference",
+    "segment_ids",
+    "segment_ids_reference",
+]
+
+_KEEP_CHOICES = ("last", "first")
+
+
+@torch.fx.wrap
+def lengths_to_offsets(lengths: torch.Tensor) -> torch.Tensor:
+    """``lengths [B]`` -> ``offsets [B + 1]`` int64 (exclusive prefix sum, starts at 0)."""
+    lengths = lengths.to(torch.int64)
+    offsets = torch.zeros(lengths.numel() + 1, dtype=torch.int64, device=lengths.device)
+    torch.cumsum(lengths, dim=0, out=offsets[1:])
+    return offsets
+
+
+def lengths_to_offsets_reference(lengths: torch.Tensor) -> torch.Tensor:
+    """Loop twin of :func:`lengths_to_offsets`."""
+    out = [0]
+    for length in lengths.tolist():
+        out.append(out[-1] + int(length))
+    return torch.tensor(out, dtype=torch.int64)
+
+
+@torch.fx.wrap
+def segment_ids(offsets: torch.Tensor, n: int) -> torch.Tensor:
+    """``offsets [B + 1]`` -> ``[N]`` int64 sample index of every jagged row (``n`` = N)."""
+    lengths = offsets[1:] - offsets[:-1]
+    samples = torch.arange(lengths.numel(), dtype=torch.int64, device=offsets.device)
+    return torch.repeat_interleave(samples, lengths, output_size=n)
+
+
+def segment_ids_reference(offsets: torch.Tensor, n: int) -> torch.Tensor:
+    """Loop twin of :func:`segment_ids`."""
+    bounds = offsets.tolist()
+    out = [b for b in range(len(bounds) - 1) for _ in range(bounds[b], bounds[b + 1])]
+    assert len(out) == n, "offsets[-1] must equal n"
+    return torch.tensor(out, dtype=torch.int64)
+
+
+def _padded_width(offsets: torch.Tensor, max_len: int) -> int:
+    if max_len < 0:
+        raise ValueError(f"max_len must be >= 0, got {max_len}")
+    lengths = offsets[1:] - offsets[:-1]
+    batch_max = int(lengths.max()) if lengths.numel() else 0
+    return min(max_len, batch_max)
+
+
+def _kept_window(offsets: torch.Tensor, width: int, keep: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row index ``[B, T]`` (clamped to a valid row) and mask ``[B, T]`` of the kept window."""
+    if keep not in _KEEP_CHOICES:
+        raise ValueError(f"keep must be one of {_KEEP_CHOICES}, got {keep!r}")
+    lengths = offsets[1:] - offsets[:-1]
+    kept = lengths.clamp(max=width)
+    start = offsets[:-1] + (lengths - kept if keep == "last" else 0)
+    steps = torch.arange(width, dtype=torch.int64, device=offsets.device)
+    mask = steps.unsqueeze(0) < kept.unsqueeze(1)
+    index = torch.where(mask, start.unsqueeze(1) + steps.unsqueeze(0), 0)
+    return index, mask
+
+
+@torch.fx.wrap
+def jagged_to_padded(
+    values: torch.Tensor, offsets: torch.Tensor, max_len: int, keep: str = "last"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad jagged rows into a dense ``[B, T, ...]`` block, ``T = min(max_len, batch max)``.
+
+    Args:
+        values: ``[N, ...]`` rows, each sample's rows oldest -> newest.
+        offsets: ``[B + 1]`` int64.
+        max_len: cap on T.
+        keep: ``"last"`` keeps the most recent T rows of longer samples, ``"first"`` the
+            oldest T. Either way the kept rows are left-aligned in time order (slot 0 =
+            oldest kept).
+
+    Returns:
+        ``(padded [B, T, ...], mask [B, T] bool)``; padded slots are 0. Differentiable
+        w.r.t. ``values``.
+
+    Uses ``fbgemm.jagged_to_padded_dense`` (CPU kernel with autograd) for float32 values
+    when it fits (``keep="first"``, or no sample is truncated); otherwise one gather.
+    Cost O(B * T * row size).
+    """
+    width = _padded_width(offsets, max_len)
+    batch = offsets.numel() - 1
+    lengths = offsets[1:] - offsets[:-1]
+    truncates = bool((lengths > width).any()) if batch else False
+    row_shape = values.shape[1:]
+    if (
+        _HAS_FBGEMM
+        and values.dtype == torch.float32
+        and width > 0
+        and values.shape[0] > 0
+        and (keep == "first" or not truncates)
+    ):
+        if keep not in _KEEP_CHOICES:
+            raise ValueError(f"keep must be one of {_KEEP_CHOICES}, got {keep!r}")
+        flat = values.reshape(values.shape[0], -1)
+        padded = torch.ops.fbgemm.jagged_to_padded_dense(flat, [offsets], [width], 0.0)
+        steps = torch.arange(width, dtype=torch.int64, device=offsets.device)
+        mask = steps.unsqueeze(0) < lengths.clamp(max=width).unsqueeze(1)
+        return padded.reshape(batch, width, *row_shape), mask
+    index, mask = _kept_window(offsets, width, keep)
+    return gather_padded(values, index, mask), mask
+
+
+def jagged_to_padded_reference(
+    values: torch.Tensor, offsets: torch.Tensor, max_len: int, keep: str = "last"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loop twin of :func:`jagged_to_padded`."""
+    if keep not in _KEEP_CHOICES:
+        raise ValueError(f"keep must be one of {_KEEP_CHOICES}, got {keep!r}")
+    bounds = offsets.tolist()
+    batch = len(bounds) - 1
+    width = min(max_len, max((bounds[b + 1] - bounds[b] for b in range(batch)), default=0))
+    padded = values.new_zeros((batch, width, *values.shape[1:]))
+    mask = torch.zeros(batch, width, dtype=torch.bool)
+    for b in range(batch):
+        rows = list(range(bounds[b], bounds[b + 1]))
+        rows = rows[-width:] if keep == "last" and width else rows[:width]
+        for t, row in enumerate(rows):
+            padded[b, t] = values[row]
+            mask[b, t] = True
+    return padded, mask
+
+
+@torch.fx.wrap
+def gather_padded(values: torch.Tensor, index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Gather jagged rows into slots: ``values [N, ...]``, ``index [B, K]`` int64 row indices
+    into N, ``mask [B, K]`` bool -> ``[B, K, ...]`` with masked slots 0 (their index is
+    ignored). Differentiable w.r.t. ``values``.
+
+    Example:
+        >>> gather_padded(torch.tensor([5.0, 6.0]), torch.tensor([[1, 0]]),
+        ...               torch.tensor([[True, False]])).tolist()
+        [[6.0, 0.0]]
+    """
+    out_shape = (*index.shape, *values.shape[1:])
+    if values.shape[0] == 0 or index.numel() == 0:
+        if bool(mask.any()):
+            raise IndexError("gather_padded: mask selects rows but values has none")
+        empty = values.new_zeros(out_shape)
+        # Stay on the autograd graph (zero gradient) so callers can always backward.
+        return empty + values.sum() * 0 if values.requires_grad else empty
+    safe = torch.where(mask, index, 0).reshape(-1)
+    rows = values.index_select(0, safe).reshape(out_shape)
+    keep = mask.reshape(*mask.shape, *([1] * (values.dim() - 1)))
+    return torch.where(keep, rows, torch.zeros((), dtype=values.dtype, device=values.device))
+
+
+def gather_padded_reference(
+    values: torch.Tensor, index: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Loop twin of :func:`gather_padded`."""
+    out = values.new_zeros((*index.shape, *values.shape[1:]))
+    for b in range(index.shape[0]):
+        for k in range(index.shape[1]):
+            if bool(mask[b, k]):
+                out[b, k] = values[int(index[b, k])]
+    return out
