@@ -13,7 +13,7 @@ from components.encoders.base import EncoderSpec, SequenceEncoder
 
 ENCODERS: dict[str, tuple[str, str, str]] = {
     "DIN": ("components.encoders.din", "DIN", "DINConfig"),
-    "DINFull": ("components.encoders.din", "DINFull", "DINConfig"),
+    "DINFull": ("components.encoders.din", "DINFull", "DINFullConfig"),
     "SIMHard": ("components.encoders.sim", "SIMHard", "SIMConfig"),
     "SIMSoft": ("components.encoders.sim", "SIMSoft", "SIMConfig"),
     "ETA": ("components.encoders.eta", "ETA", "ETAConfig"),

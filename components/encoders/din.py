@@ -1,0 +1,67 @@
+"""DIN (arXiv 1706.06978): target attention over the most recent behaviors.
+
+``DIN`` reads the most recent ``max_len`` behaviors (default 50); ``DINFull`` the whole history
+it is given: the quality ceiling and the cost ceiling of the two-stage models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from components.encoders.base import EncoderSpec, History, Query, SequenceEncoder
+from components.layers.din_activation import DINActivationUnit
+from components.ops import jagged
+
+
+@dataclass
+class DINConfig:
+    """Attributes:
+    max_len: most recent behaviors attended (DINFull: the whole history up to this cap).
+    hidden: activation-unit MLP sizes.
+    """
+
+    max_len: int = 50
+    hidden: list[int] = field(default_factory=lambda: [80, 40])
+
+    def __post_init__(self) -> None:
+        if self.max_len < 1:
+            raise ValueError(f"max_len must be >= 1, got {self.max_len}")
+
+
+@dataclass
+class DINFullConfig(DINConfig):
+    """DINConfig whose ``max_len`` defaults to the whole history (cap 100,000)."""
+
+    max_len: int = 100_000
+
+
+class DIN(SequenceEncoder):
+    """``(query [B, D], history N rows) -> [B, D]``: DIN pooling over the last ``max_len``.
+
+    Example:
+        >>> enc = DIN(EncoderSpec(embedding_dim=32))
+        >>> enc(query, history).shape  # Query/History from components.encoders.base
+        torch.Size([B, 32])
+    """
+
+    config_class: type[DINConfig] = DINConfig
+
+    def __init__(self, spec: EncoderSpec, config: DINConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or self.config_class()
+        self.unit = DINActivationUnit(spec.embedding_dim, self.config.hidden)
+        self.output_dim = spec.embedding_dim
+
+    def forward(self, query: Query, history: History) -> torch.Tensor:
+        keys, mask = jagged.jagged_to_padded(
+            history.embeddings, history.offsets, self.config.max_len
+        )
+        return self.unit(query.embeddings, keys, mask)
+
+
+class DINFull(DIN):
+    """DIN over the whole given history (cap 100,000): the O(L) target-attention ceiling."""
+
+    config_class = DINFullConfig

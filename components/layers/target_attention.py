@@ -1,0 +1,68 @@
+"""Multi-head target attention: a candidate attends over a padded set of behaviors."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class MultiHeadTargetAttention(nn.Module):
+    """``query [B, Dq]`` (or ``[B, C, Dq]``) attends over ``keys [B, T, Dk]`` with ``mask [B, T]``.
+
+    Per head h: ``softmax_T((q W_q^h)(k W_k^h)^T / sqrt(d) + extra_logits^h) (k W_v^h)``; the heads
+    are concatenated and projected to ``output_dim``. Rows whose mask is all False give zeros
+    (never NaN).
+
+    Example:
+        >>> att = MultiHeadTargetAttention(32, 40, num_heads=2)
+        >>> att(torch.randn(4, 32), torch.randn(4, 10, 40), torch.ones(4, 10, dtype=torch.bool)).shape
+        torch.Size([4, 32])
+    """
+
+    def __init__(
+        self,
+        query_dim: int,
+        key_dim: int,
+        num_heads: int = 2,
+        head_dim: int | None = None,
+        value_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = head_dim or max(query_dim // num_heads, 1)
+        self.value_dim = value_dim or self.head_dim
+        self.q = nn.Linear(query_dim, num_heads * self.head_dim, bias=False)
+        self.k = nn.Linear(key_dim, num_heads * self.head_dim, bias=False)
+        self.v = nn.Linear(key_dim, num_heads * self.value_dim, bias=False)
+        self.out = nn.Linear(num_heads * self.value_dim, num_heads * self.value_dim)
+        self.output_dim = num_heads * self.value_dim
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        mask: torch.Tensor,
+        extra_logits: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        single = query.dim() == 2
+        q = query.unsqueeze(1) if single else query  # [B, C, Dq]
+        b, c, _ = q.shape
+        t = keys.shape[1]
+        h, d = self.num_heads, self.head_dim
+        qh = self.q(q).view(b, c, h, d).transpose(1, 2)  # [B, H, C, d]
+        kh = self.k(keys).view(b, t, h, d).transpose(1, 2)  # [B, H, T, d]
+        vh = self.v(keys).view(b, t, h, self.value_dim).transpose(1, 2)
+        logits = qh @ kh.transpose(-1, -2) / math.sqrt(d)  # [B, H, C, T]
+        if extra_logits is not None:
+            logits = logits + (
+                extra_logits.unsqueeze(2) if extra_logits.dim() == 3 else extra_logits
+            )
+        valid = mask.unsqueeze(1).unsqueeze(2)  # [B, 1, 1, T]
+        logits = logits.masked_fill(~valid, float("-inf"))
+        weights = torch.softmax(logits, dim=-1)
+        weights = torch.nan_to_num(weights, nan=0.0)  # all-masked rows -> zeros
+        pooled = (weights @ vh).transpose(1, 2).reshape(b, c, h * self.value_dim)
+        out = self.out(pooled) * mask.any(dim=1).view(b, 1, 1).to(pooled.dtype)
+        return out.squeeze(1) if single else out

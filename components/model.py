@@ -1,0 +1,269 @@
+"""A complete CTR model: TorchRec sparse arch + one sequence encoder + an over-arch MLP.
+
+Shapes: B samples, N = sum of history lengths, E = ``embedding_dim`` per id table,
+D = 2E (item and category embeddings concatenated), D_b = ``behavior_dim``, F numeric fields.
+
+The model reads a batch by attribute (``pipelines.data.batch.Batch`` or any object with the same
+fields): ``users`` (KJT, stride B), ``items`` (KJT, stride B + N, keys item_id / category_id /
+behavior_id, candidate rows first, then every history position), ``history_lengths``,
+``history_age``, ``history_numeric``. The top-level ``forward`` only calls the two
+EmbeddingBagCollections on batch attributes and hands everything else to one unsharded child
+(``head``): TorchRec's ``TrainPipelineSparseDist`` traces exactly this shape and can then
+input-dist the next batch while the current one trains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedTensor, PoolingType
+
+from components.encoders.base import EncoderSpec, History, Query, SequenceEncoder
+from components.encoders.registry import build_encoder
+from components.layers.mlp import MLP
+from components.ops.jagged import lengths_to_offsets
+
+GROUP_KEYS = ("category", "item", "cluster")
+
+
+@dataclass
+class Vocab:
+    """Embedding table sizes (max index + 1; index 0 = padding / unknown).
+
+    Attributes:
+        users, items, categories, behaviors: id vocabularies.
+        num_numeric: F, numeric fields per behavior.
+        groups: size of the ``item -> group`` table's group ids (cluster group key only).
+    """
+
+    users: int
+    items: int
+    categories: int
+    behaviors: int
+    num_numeric: int = 0
+    groups: int | None = None
+
+
+@dataclass
+class ModelConfig:
+    """Attributes:
+    embedding_dim: E, dimension of the user, item and category tables.
+    behavior_dim: D_b, dimension of the behavior-type table.
+    encoder: sequence encoder name (components.encoders.registry.ENCODERS).
+    encoder_config: fields of that encoder's config dataclass.
+    group_key: interest groups of behaviors: ``category`` id, ``item`` id (DGIN) or a content
+        ``cluster`` (needs an ``item_to_group`` table).
+    over_arch: hidden sizes of the final MLP (a last layer of size 1 is added).
+    use_user_embedding: feed the user id embedding to the over-arch.
+    numeric_summary: feed the mean of each numeric field over the history to the over-arch.
+    """
+
+    embedding_dim: int = 16
+    behavior_dim: int = 8
+    encoder: str = "DMGIN"
+    encoder_config: dict[str, Any] = field(default_factory=dict)
+    group_key: str = "category"
+    over_arch: list[int] = field(default_factory=lambda: [200, 80])
+    use_user_embedding: bool = True
+    numeric_summary: bool = True
+
+    def __post_init__(self) -> None:
+        if self.group_key not in GROUP_KEYS:
+            raise ValueError(f"group_key must be one of {GROUP_KEYS}, got {self.group_key!r}")
+        if self.embedding_dim < 1 or self.behavior_dim < 1:
+            raise ValueError("embedding_dim and behavior_dim must be >= 1")
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor  # [B]
+    aux_logits: dict[str, torch.Tensor]  # name -> [B]
+
+
+def sparse_arch(
+    config: ModelConfig, vocab: Vocab, device: torch.device | None = None
+) -> tuple[EmbeddingBagCollection, EmbeddingBagCollection]:
+    """The user EBC (``user_id``) and the item-side EBC (``item_id, category_id, behavior_id``)."""
+    e = config.embedding_dim
+    users = EmbeddingBagCollection(
+        tables=[
+            EmbeddingBagConfig(
+                name="user",
+                embedding_dim=e,
+                num_embeddings=vocab.users,
+                feature_names=["user_id"],
+                pooling=PoolingType.SUM,
+            )
+        ],
+        device=device,
+    )
+    items = EmbeddingBagCollection(
+        tables=[
+            EmbeddingBagConfig(
+                name="item",
+                embedding_dim=e,
+                num_embeddings=vocab.items,
+                feature_names=["item_id"],
+                pooling=PoolingType.SUM,
+            ),
+            EmbeddingBagConfig(
+                name="category",
+                embedding_dim=e,
+                num_embeddings=vocab.categories,
+                feature_names=["category_id"],
+                pooling=PoolingType.SUM,
+            ),
+            EmbeddingBagConfig(
+                name="behavior",
+                embedding_dim=config.behavior_dim,
+                num_embeddings=vocab.behaviors,
+                feature_names=["behavior_id"],
+                pooling=PoolingType.SUM,
+            ),
+        ],
+        device=device,
+    )
+    return users, items
+
+
+class SequenceHead(nn.Module):
+    """Everything after the embedding lookups: builds Query/History, runs the encoder, scores.
+
+    forward(user_kt, item_kt, item_ids [B+N], history_lengths [B], history_age [N],
+    history_numeric [N, F]) -> ModelOutput
+    """
+
+    def __init__(
+        self, config: ModelConfig, vocab: Vocab, item_to_group: torch.Tensor | None = None
+    ) -> None:
+        super().__init__()
+        self.config = config
+        if config.group_key == "cluster":
+            if item_to_group is None:
+                raise ValueError("group_key 'cluster' needs an item_to_group table")
+            num_groups = int(item_to_group.max()) + 1
+        else:
+            num_groups = vocab.categories if config.group_key == "category" else vocab.items
+        self.register_buffer(
+            "item_to_group",
+            item_to_group.to(torch.int64)
+            if item_to_group is not None
+            else torch.zeros(0, dtype=torch.int64),
+        )
+        d = 2 * config.embedding_dim
+        self.spec = EncoderSpec(
+            embedding_dim=d,
+            behavior_dim=config.behavior_dim,
+            num_behaviors=vocab.behaviors,
+            num_numeric=vocab.num_numeric,
+            num_groups=num_groups,
+        )
+        self.encoder: SequenceEncoder = build_encoder(
+            config.encoder, self.spec, config.encoder_config or None
+        )
+        over_in = self.encoder.output_dim + d
+        if config.use_user_embedding:
+            over_in += config.embedding_dim
+        if config.numeric_summary:
+            over_in += vocab.num_numeric + 1  # + log1p(history length)
+        self.over_arch = MLP(over_in, [*config.over_arch, 1])
+
+    def groups_of(self, items: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
+        if self.config.group_key == "category":
+            return categories
+        if self.config.group_key == "item":
+            return items
+        return self.item_to_group[items.clamp(max=self.item_to_group.shape[0] - 1)]
+
+    def forward(
+        self,
+        user_kt: KeyedTensor,
+        item_kt: KeyedTensor,
+        item_ids: torch.Tensor,
+        history_lengths: torch.Tensor,
+        history_age: torch.Tensor,
+        history_numeric: torch.Tensor,
+    ) -> ModelOutput:
+        b = history_lengths.shape[0]
+        item_emb = item_kt["item_id"]  # [B + N, E]
+        category_emb = item_kt["category_id"]
+        behavior_emb = item_kt["behavior_id"]  # [B + N, D_b]
+        item_side = torch.cat([item_emb, category_emb], dim=1)  # [B + N, D]
+        ids = item_ids.view(3, -1)  # item, category, behavior ids per row
+        items, categories, behaviors = ids[0], ids[1], ids[2]
+        query = Query(
+            embeddings=item_side[:b],
+            item_ids=items[:b],
+            category_ids=categories[:b],
+            group_ids=self.groups_of(items[:b], categories[:b]),
+        )
+        history = History(
+            embeddings=item_side[b:],
+            lengths=history_lengths,
+            offsets=lengths_to_offsets(history_lengths),
+            item_ids=items[b:],
+            category_ids=categories[b:],
+            group_ids=self.groups_of(items[b:], categories[b:]),
+            behavior_ids=behaviors[b:],
+            age=history_age,
+            numeric=history_numeric,
+            behavior_embeddings=behavior_emb[b:],
+        )
+        interest, aux = self.encoder.forward_with_aux(query, history)
+        parts = [interest, query.embeddings]
+        if self.config.use_user_embedding:
+            parts.append(user_kt["user_id"])
+        if self.config.numeric_summary:
+            parts.append(_numeric_summary(history))
+        logits = self.over_arch(torch.cat(parts, dim=1)).squeeze(1)
+        return ModelOutput(logits=logits, aux_logits=aux)
+
+
+def _numeric_summary(history: History) -> torch.Tensor:
+    """``[B, F + 1]``: mean of each numeric field over the history, and log1p(length)."""
+    b = history.lengths.shape[0]
+    segment = torch.repeat_interleave(
+        torch.arange(b, device=history.lengths.device), history.lengths
+    )
+    sums = torch.zeros(b, history.numeric.shape[1], device=history.numeric.device)
+    sums.index_add_(0, segment, history.numeric)
+    lengths = history.lengths.to(sums.dtype).unsqueeze(1)
+    means = sums / lengths.clamp_min(1.0)
+    return torch.cat([means, torch.log1p(lengths)], dim=1)
+
+
+class LifelongCTRModel(nn.Module):
+    """User/item EmbeddingBagCollections + :class:`SequenceHead`.
+
+    Example:
+        >>> model = LifelongCTRModel(ModelConfig(encoder="DIN"), Vocab(100, 500, 20, 6, 1))
+        >>> output = model(batch)  # pipelines.data.batch.Batch
+        >>> output.logits.shape
+        torch.Size([B])
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        vocab: Vocab,
+        item_to_group: torch.Tensor | None = None,
+        device: torch.device | None = None,
+    ) -> None:
+        super().__init__()
+        self.user_ebc, self.item_ebc = sparse_arch(config, vocab, device)
+        self.head = SequenceHead(config, vocab, item_to_group)
+
+    def forward(self, batch: Any) -> ModelOutput:
+        user_kt = self.user_ebc(batch.users)
+        item_kt = self.item_ebc(batch.items)
+        return self.head(
+            user_kt,
+            item_kt,
+            batch.items.values(),
+            batch.history_lengths,
+            batch.history_age,
+            batch.history_numeric,
+        )
