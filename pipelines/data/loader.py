@@ -2,11 +2,14 @@
 
 * Samples are read by parquet row group (never all at once); events are loaded once per process
   as a CSR :class:`~pipelines.data.prepared.EventLog` (worker processes share it by fork).
-* Rank sharding: the global sample rows are cut into ``world_size`` contiguous near-equal ranges;
-  together the ranks see every sample exactly once. Every rank yields the same number of batches
-  (computed from the global row count, no communication), so collectives never hang: in
-  ``drop_last`` mode each rank yields ``min_rank_rows // batch_size`` full batches; otherwise a
-  rank with fewer rows pads its last batch with copies of a real row carrying weight 0.
+* Rank sharding by global batch: every rank scans the same (seeded) stream of sample rows, cut
+  into global batches of ``world_size * batch_size`` rows, and takes its own ``batch_size`` slice
+  of each. Together the ranks see every sample exactly once, N ranks train on exactly the global
+  batches one rank with an N-times larger batch would see, and every rank yields the same number
+  of batches (no communication needed, so collectives never hang). ``drop_last`` drops the
+  ragged last global batch; otherwise the slices of it that are short or empty are padded with
+  copies of a real row carrying weight 0. The cost is that every rank reads the (small) sample
+  columns of every row group.
 * The history of a sample is the most recent ``max_len`` events strictly before its ts, gathered
   for the whole batch at once (:func:`gather_histories`; :func:`gather_histories_reference` is
   the per-sample twin).
@@ -163,14 +166,11 @@ class SampleLoader:
         group_rows = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
         self._group_starts = np.concatenate([[0], np.cumsum(group_rows)]).astype(np.int64)
         self.total_rows = int(self._group_starts[-1])
-        bounds = [self.total_rows * r // world_size for r in range(world_size + 1)]
-        self.row_range = (bounds[rank], bounds[rank + 1])
-        rank_rows = [bounds[r + 1] - bounds[r] for r in range(world_size)]
-        bs = self.config.batch_size
+        global_batch = self.config.batch_size * world_size
         if self.config.drop_last:
-            self._num_batches = min(rank_rows) // bs
+            self._num_batches = self.total_rows // global_batch
         else:
-            self._num_batches = math.ceil(max(rank_rows) / bs) if max(rank_rows) else 0
+            self._num_batches = math.ceil(self.total_rows / global_batch)
         self._events: EventLog | None = None
 
     @property
@@ -201,15 +201,14 @@ class SampleLoader:
     # -- internals ---------------------------------------------------------------------------
 
     def _chunks(self) -> list[tuple[int, int]]:
-        """This rank's row range cut at row-group boundaries, in this epoch's order."""
-        lo, hi = self.row_range
-        chunks = []
-        for g in range(len(self._group_starts) - 1):
-            start, end = max(lo, self._group_starts[g]), min(hi, self._group_starts[g + 1])
-            if start < end:
-                chunks.append((int(start), int(end)))
+        """Row groups as (start, end) row ranges, in this epoch's order (same on every rank)."""
+        chunks = [
+            (int(self._group_starts[g]), int(self._group_starts[g + 1]))
+            for g in range(len(self._group_starts) - 1)
+            if self._group_starts[g + 1] > self._group_starts[g]
+        ]
         if self.config.shuffle:
-            rng = np.random.default_rng([self.config.seed, self.epoch, self.rank])
+            rng = np.random.default_rng([self.config.seed, self.epoch])
             chunks = [chunks[i] for i in rng.permutation(len(chunks))]
         return chunks
 
@@ -221,25 +220,27 @@ class SampleLoader:
         return {c: table.column(c).to_numpy() for c in _COLUMNS}
 
     def _iter_worker(self, worker: int, workers: int) -> Iterator[Batch]:
-        """Batches of this rank; worker w builds batches w, w + workers, ... in order."""
+        """This rank's batches; worker w builds batches w, w + workers, ... in order."""
         cfg = self.config
-        rng = np.random.default_rng([cfg.seed, self.epoch, self.rank, 1])
-        produced = 0
-        for index, columns in enumerate(self._batches(rng)):
-            if produced >= self._num_batches:
+        rng = np.random.default_rng([cfg.seed, self.epoch, 1])
+        lo, hi = self.rank * cfg.batch_size, (self.rank + 1) * cfg.batch_size
+        for index, columns in enumerate(self._global_batches(rng)):
+            if index >= self._num_batches:
                 return
-            produced += 1
             if index % workers != worker:
                 continue
-            yield build_batch(self.events, columns, cfg.max_len, columns.pop("_weight"))
+            mine = {c: v[lo:hi] for c, v in columns.items()}
+            if mine["user"].shape[0] < cfg.batch_size:
+                mine = _pad(mine, cfg.batch_size, {c: v[:1] for c, v in columns.items()})
+            yield build_batch(self.events, mine, cfg.max_len, mine.pop("_weight"))
 
-    def _batches(self, rng: np.random.Generator) -> Iterator[dict[str, np.ndarray]]:
-        """Sample columns of each batch (all workers run this cheap scan identically)."""
+    def _global_batches(self, rng: np.random.Generator) -> Iterator[dict[str, np.ndarray]]:
+        """Sample columns of each global batch (identical on every rank and worker)."""
         cfg = self.config
+        size = cfg.batch_size * self.world_size
         buffer: list[dict[str, np.ndarray]] = []
         buffered = 0
         carry: dict[str, np.ndarray] | None = None
-        last_real: dict[str, np.ndarray] | None = None
 
         def flush() -> Iterator[dict[str, np.ndarray]]:
             nonlocal buffer, buffered, carry
@@ -251,54 +252,35 @@ class SampleLoader:
                 merged = {c: np.concatenate([carry[c], merged[c]]) for c in _COLUMNS}
                 carry = None
             n = merged["user"].shape[0]
-            full = n // cfg.batch_size * cfg.batch_size
-            for s in range(0, full, cfg.batch_size):
-                yield {c: v[s : s + cfg.batch_size] for c, v in merged.items()}
+            full = n // size * size
+            for s in range(0, full, size):
+                yield _with_weight({c: v[s : s + size] for c, v in merged.items()})
             if full < n:
                 carry = {c: v[full:] for c, v in merged.items()}
             buffer, buffered = [], 0
 
-        produced = 0
         for start, end in self._chunks():
-            part = self._read_rows(start, end)
-            last_real = {c: v[-1:] for c, v in part.items()}
-            buffer.append(part)
+            buffer.append(self._read_rows(start, end))
             buffered += end - start
             if buffered >= cfg.shuffle_buffer_rows:
-                for cols in flush():
-                    produced += 1
-                    yield _with_weight(cols, cols["user"].shape[0])
+                yield from flush()
         if buffer:
-            for cols in flush():
-                produced += 1
-                yield _with_weight(cols, cols["user"].shape[0])
-        if cfg.drop_last:
-            return
-        if carry is not None:
-            produced += 1
-            yield _pad(carry, cfg.batch_size)
-        while produced < self._num_batches and last_real is not None:
-            produced += 1
-            yield _pad({c: v[:0] for c, v in last_real.items()}, cfg.batch_size, last_real)
-        if last_real is None and self._num_batches and self.total_rows:
-            # this rank owns no rows at all: emit weight-0 copies of the dataset's first row
-            first = self._read_rows(0, 1)
-            for _ in range(self._num_batches - produced):
-                yield _pad({c: v[:0] for c, v in first.items()}, 1, first)
+            yield from flush()
+        if carry is not None and not cfg.drop_last:
+            yield _with_weight(carry)
 
 
-def _with_weight(cols: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
-    cols["_weight"] = np.ones(n, dtype=np.float32)
+def _with_weight(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    cols["_weight"] = np.ones(cols["user"].shape[0], dtype=np.float32)
     return cols
 
 
 def _pad(
-    cols: dict[str, np.ndarray], size: int, filler: dict[str, np.ndarray] | None = None
+    cols: dict[str, np.ndarray], size: int, filler: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
-    """Pad ``cols`` to ``size`` rows with weight-0 copies of ``filler`` (default: its last row)."""
+    """Pad ``cols`` (with its ``_weight``) to ``size`` rows with weight-0 copies of ``filler``."""
     n = cols["user"].shape[0]
-    filler = filler if filler is not None else {c: v[-1:] for c, v in cols.items()}
     missing = max(size - n, 0)
     out = {c: np.concatenate([cols[c], np.repeat(filler[c], missing)]) for c in _COLUMNS}
-    out["_weight"] = np.concatenate([np.ones(n), np.zeros(missing)]).astype(np.float32)
+    out["_weight"] = np.concatenate([cols["_weight"], np.zeros(missing, dtype=np.float32)])
     return out

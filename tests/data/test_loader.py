@@ -183,3 +183,16 @@ def test_gather_matches_reference(lengths: list[int], max_len: int, picks: list)
     ref_rows, ref_lens = gather_histories_reference(log, users, cutoffs, max_len)
     np.testing.assert_array_equal(rows, ref_rows)
     np.testing.assert_array_equal(lens, ref_lens)
+
+
+def test_ranks_split_the_global_batches_of_one_rank(prepared: Path) -> None:
+    one = SampleLoader(prepared, "train", LoaderConfig(batch_size=32, max_len=8, seed=5))
+    two = [
+        SampleLoader(prepared, "train", LoaderConfig(batch_size=16, max_len=8, seed=5), r, 2)
+        for r in range(2)
+    ]
+    global_batches = [_keys(b, real_only=False) for b in one]
+    per_rank = [[_keys(b, real_only=False) for b in loader] for loader in two]
+    assert len(per_rank[0]) == len(per_rank[1]) == len(global_batches)
+    for whole, first, second in zip(global_batches[:-1], per_rank[0], per_rank[1]):
+        assert whole == first + second
