@@ -139,13 +139,15 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 def _build(cls: type, raw: Any, source: str, prefix: str) -> Any:
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: {prefix or 'config'} must be a mapping, got {raw!r}")
+        raise ConfigError(
+            f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping, got {raw!r}"
+        )
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)
     if unknown:
         raise ConfigError(
-            f"{source}: unknown key {prefix}{unknown[0]!r}; known keys: {sorted(names)}"
+            f"{source}: unknown key '{prefix}{unknown[0]}'; known keys: {sorted(names)}"
         )
     kwargs = {}
     for name, value in raw.items():

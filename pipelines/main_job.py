@@ -24,7 +24,10 @@ from pipelines.data.prepared import PreparedDataset
 from pipelines.floor import floor_predictions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-MODELS = {"DMGIN": "recipes/configs/main_dmgin.yaml", "SIMHard": "recipes/configs/main_simhard.yaml"}
+MODELS = {
+    "DMGIN": "recipes/configs/main_dmgin.yaml",
+    "SIMHard": "recipes/configs/main_simhard.yaml",
+}
 
 
 def ensure_dataset(out: Path, dataset: str) -> PreparedDataset:
@@ -78,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     tmp = summary_path.with_suffix(".json.tmp")
     tmp.write_text(
         json.dumps(
-            {"dataset": name, "rows": [{"model": r[0], **r[1], "train_seconds": r[2]} for r in rows]},
+            {
+                "dataset": name,
+                "rows": [{"model": r[0], **r[1], "train_seconds": r[2]} for r in rows],
+            },
             indent=2,
             default=float,
         )

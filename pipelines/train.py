@@ -112,8 +112,11 @@ def build_model(config: ExperimentConfig) -> tuple[LifelongCTRModel, PreparedDat
 
 def shard_model(
     model: LifelongCTRModel, config: ExperimentConfig, ctx: DistributedContext
-) -> tuple[DistributedModelParallel, CombinedOptimizer]:
+) -> tuple[DistributedModelParallel, CombinedOptimizer, KeyedOptimizerWrapper]:
     """DMP over ``TrainWrapper(model)`` with fused sparse + Adam dense optimizers.
+
+    Returns the model, the combined optimizer and its dense part (whose lazy state must be
+    initialised before a checkpoint can be loaded into it in place).
 
     The unsharded model's initial weights are loaded into the sharded one, so the result does not
     depend on the world size.
@@ -146,7 +149,7 @@ def shard_model(
         dict(in_backward_optimizer_filter(dmp.named_parameters())),
         lambda params: dense_cls(params, **dense_kwargs),
     )
-    return dmp, CombinedOptimizer([dmp.fused_optimizer, dense])
+    return dmp, CombinedOptimizer([dmp.fused_optimizer, dense]), dense
 
 
 def make_loader(
@@ -247,10 +250,11 @@ def train(config: ExperimentConfig, resume: str | bool = False) -> dict[str, Any
         out.mkdir(parents=True, exist_ok=True)
     seed_everything(config.train.seed)
     model, _ = build_model(config)
-    dmp, optimizer = shard_model(model, config, ctx)
+    dmp, optimizer, dense_optimizer = shard_model(model, config, ctx)
     state = TrainerState()
     resume_from = latest_checkpoint(out) if resume is True else (Path(resume) if resume else None)
     if resume_from is not None:
+        dense_optimizer.init_state()  # Adam's moments are lazy: create them to load in place
         state = load_checkpoint(resume_from, dmp, optimizer)
         restore_rng(state.rng)
     log = MetricsLog(out, ctx.is_main)
