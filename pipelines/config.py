@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from components.model import ModelConfig
 
 from components.encoders.registry import ENCODERS, encoder_config_class
+from components.model import ModelConfig
 from pipelines.data.loader import LoaderConfig
 
 SPARSE_OPTIMIZERS_CPU = ("rowwise_adagrad", "adagrad", "sgd")

@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
-from components.model import LifelongCTRModel, Vocab
 from torch.utils.tensorboard import SummaryWriter
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
 from torchrec.distributed.model_parallel import DistributedModelParallel
@@ -42,6 +41,7 @@ from torchrec.optim.optimizers import in_backward_optimizer_filter
 from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 from tqdm import tqdm
 
+from components.model import LifelongCTRModel, Vocab
 from pipelines.checkpoint import (
     TrainerState,
     latest_checkpoint,
