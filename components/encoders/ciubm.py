@@ -261,13 +261,16 @@ class CiUBM(SequenceEncoder):
         if self.histogram is not None:
             if self.config.histogram_over_topk:
                 # row-major selection keeps each sample's kept rows together
-                parts.append(self.histogram(similarity[index][mask], mask.sum(dim=1)))
+                kept = ops.gather_padded(similarity, index, mask)
+                parts.append(self.histogram(kept[mask], mask.sum(dim=1)))
             else:
                 parts.append(self.histogram(similarity, lengths))
         if self.attention is not None:
             keys = history.embeddings
             if history.behavior_embeddings.shape[-1] > 0:
                 keys = torch.cat([keys, history.behavior_embeddings], dim=-1)
-            parts.append(self.attention(query.embeddings, keys[index], similarity[index], mask))
+            kept_keys = ops.gather_padded(keys, index, mask)
+            kept_similarity = ops.gather_padded(similarity, index, mask)
+            parts.append(self.attention(query.embeddings, kept_keys, kept_similarity, mask))
         out = torch.cat(parts, dim=-1)
         return self.output_mlp(out) if self.output_mlp is not None else out
