@@ -1,0 +1,271 @@
+"""DMGIN: Deep Multimodal Group Interest Network (Wei et al., arXiv 2508.21801, AAAI-26).
+
+A lifelong history of N behaviors is compressed into at most G interest groups (the behaviors'
+``group_ids``: K-means clusters of multimodal item embeddings in the paper, or category / item
+id, DGIN's variant), the G most recently active kept, oldest -> newest:
+
+1. IGIEM: per-group interest statistics (counts per behavior type, recency, span, share of the
+   history, mean/max numeric fields) -> MLP, and an intra-group transformer over the group's M
+   most recent behaviors, masked mean-pooled; with a learned group-id embedding they make the
+   group vector.
+2. TGETM: stacked HSTU layers over the time-ordered group vectors with a relative position +
+   time-gap bias. Candidate independent: :meth:`DMGIN.encode_user` computes it once per user.
+3. CAGAM: multi-head target attention from the candidate over the evolved group vectors.
+4. Target-group attention (from DGIN, arXiv 2311.10764): attention from the candidate over the
+   most recent behaviors that share its group, plus log1p of how many there are.
+
+Grouping is O(N); everything after it costs O(G*M) per user plus O(K) per candidate.
+Shapes: B users, N jagged behaviors, G groups, M behaviors per group, C candidates, D dims.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from components.encoders.base import EncoderSpec, History, Query, SequenceEncoder
+from components.layers.hstu import HSTULayer
+from components.layers.mlp import MLP
+from components.layers.self_attention import SelfAttentionBlock, masked_mean
+from components.layers.target_attention import MultiHeadTargetAttention
+from components.ops import jagged
+from components.ops.grouping import SECONDS_PER_DAY, group_behaviors, group_stats_dim
+from components.ops.retrieval import hard_search
+
+
+@dataclass
+class DMGINConfig:
+    """Attributes:
+    max_groups: G, most recently active groups kept.
+    max_per_group: M, most recent behaviors kept per group.
+    hidden_dim: width of behavior, group and HSTU representations.
+    num_heads: heads of every attention.
+    hstu_layers: depth of the inter-group HSTU stack.
+    causal: HSTU mask (newer groups attend to older ones only).
+    target_group_max_len: K, behaviors of the candidate's group attended.
+    dropout: dropout in the transformer blocks.
+    use_statistics, use_intra_group_transformer, use_group_embedding, use_hstu,
+    use_group_attention, use_target_group_attention: ablation switches.
+    """
+
+    max_groups: int = 64
+    max_per_group: int = 16
+    hidden_dim: int = 32
+    num_heads: int = 2
+    hstu_layers: int = 2
+    causal: bool = True
+    target_group_max_len: int = 50
+    dropout: float = 0.0
+    use_statistics: bool = True
+    use_intra_group_transformer: bool = True
+    use_group_embedding: bool = True
+    use_hstu: bool = True
+    use_group_attention: bool = True
+    use_target_group_attention: bool = True
+
+    def __post_init__(self) -> None:
+        if min(self.max_groups, self.max_per_group, self.hidden_dim, self.target_group_max_len) < 1:
+            raise ValueError(
+                "max_groups, max_per_group, hidden_dim, target_group_max_len must be >= 1"
+            )
+        if not (self.use_group_attention or self.use_target_group_attention):
+            raise ValueError("DMGIN needs use_group_attention or use_target_group_attention")
+        if self.use_group_attention and not (
+            self.use_statistics or self.use_intra_group_transformer or self.use_group_embedding
+        ):
+            raise ValueError(
+                "group attention needs statistics, intra-group transformer or group embedding"
+            )
+
+
+@dataclass
+class DMGINUserState:
+    """Candidate-independent state of B users (what a server caches per request).
+
+    Attributes:
+        groups: ``[B, G, H]`` evolved group vectors.
+        group_mask: ``[B, G]``.
+        behaviors: ``[N, H]`` projected behavior features (for target-group attention).
+        group_ids: ``[N]`` group of each behavior.
+        offsets: ``[B + 1]`` jagged offsets of ``behaviors``.
+    """
+
+    groups: torch.Tensor
+    group_mask: torch.Tensor
+    behaviors: torch.Tensor
+    group_ids: torch.Tensor
+    offsets: torch.Tensor
+
+
+class DMGIN(SequenceEncoder):
+    """``(query [B, D], history N rows) -> [B, output_dim]``.
+
+    Example:
+        >>> spec = EncoderSpec(embedding_dim=32, behavior_dim=8, num_behaviors=5, num_groups=100)
+        >>> enc = DMGIN(spec, DMGINConfig(max_groups=16, max_per_group=8))
+        >>> enc(query, history).shape  # Query/History from components.encoders.base
+        torch.Size([B, enc.output_dim])
+        >>> state = enc.encode_user(history)                  # once per user
+        >>> enc.score_candidates(state, candidates).shape     # candidates: [B, C, ...]
+        torch.Size([B, C, enc.output_dim])
+    """
+
+    def __init__(self, spec: EncoderSpec, config: DMGINConfig | None = None) -> None:
+        super().__init__()
+        self.spec = spec
+        self.config = cfg = config or DMGINConfig()
+        h = cfg.hidden_dim
+        self.behavior_proj = nn.Linear(spec.embedding_dim + spec.behavior_dim + 1, h)
+        self.intra = (
+            SelfAttentionBlock(h, cfg.num_heads, cfg.dropout)
+            if cfg.use_intra_group_transformer
+            else None
+        )
+        stats_dim = group_stats_dim(spec.num_behaviors, spec.num_numeric)
+        self.stats_mlp = (
+            MLP(stats_dim, [h, h], output_activation=True) if cfg.use_statistics else None
+        )
+        self.group_embedding = nn.Embedding(spec.num_groups, h) if cfg.use_group_embedding else None
+        parts = (
+            int(cfg.use_intra_group_transformer)
+            + int(cfg.use_statistics)
+            + int(cfg.use_group_embedding)
+        )
+        self.group_proj = nn.Linear(parts * h, h) if cfg.use_group_attention else None
+        self.hstu = nn.ModuleList(
+            HSTULayer(h, cfg.num_heads, cfg.max_groups, cfg.causal, cfg.dropout)
+            for _ in range(cfg.hstu_layers if cfg.use_hstu and cfg.use_group_attention else 0)
+        )
+        self.group_attention = (
+            MultiHeadTargetAttention(spec.embedding_dim, h, cfg.num_heads, h // cfg.num_heads)
+            if cfg.use_group_attention
+            else None
+        )
+        self.target_attention = (
+            MultiHeadTargetAttention(spec.embedding_dim, h, cfg.num_heads, h // cfg.num_heads)
+            if cfg.use_target_group_attention
+            else None
+        )
+        self.output_dim = (
+            self.group_attention.output_dim if self.group_attention is not None else 0
+        ) + (self.target_attention.output_dim + 1 if self.target_attention is not None else 0)
+
+    # -- candidate independent ----------------------------------------------------------------
+
+    def behavior_features(self, history: History) -> torch.Tensor:
+        """``[N, H]`` projection of (item/category embedding, behavior embedding, log age)."""
+        age_days = torch.log1p(history.age.clamp_min(0) / SECONDS_PER_DAY).unsqueeze(1)
+        return self.behavior_proj(
+            torch.cat([history.embeddings, history.behavior_embeddings, age_days], dim=1)
+        )
+
+    def encode_user(self, history: History) -> DMGINUserState:
+        cfg = self.config
+        x = self.behavior_features(history)
+        b = history.lengths.shape[0]
+        h = cfg.hidden_dim
+        if self.group_attention is None:
+            empty = torch.zeros(b, 1, h, device=x.device)
+            return DMGINUserState(
+                empty,
+                torch.zeros(b, 1, dtype=torch.bool, device=x.device),
+                x,
+                history.group_ids,
+                history.offsets,
+            )
+        grouped = group_behaviors(
+            history.group_ids,
+            history.offsets,
+            history.behavior_ids,
+            history.age,
+            history.numeric,
+            cfg.max_groups,
+            cfg.max_per_group,
+            self.spec.num_behaviors,
+        )
+        g = grouped.group_mask.shape[1]
+        parts = []
+        if self.intra is not None:
+            m = grouped.behavior_mask.shape[2]
+            index = grouped.behavior_index.view(b, g * m)
+            slots = jagged.gather_padded(x, index, grouped.behavior_mask.view(b, g * m)).view(
+                b * g, m, h
+            )
+            valid = grouped.group_mask.view(-1)
+            pooled = torch.zeros(b * g, h, device=x.device, dtype=x.dtype)
+            if bool(valid.any()):
+                inner_mask = grouped.behavior_mask.view(b * g, m)[valid]
+                encoded = self.intra(slots[valid], inner_mask)
+                pooled = pooled.index_put(
+                    (valid.nonzero().squeeze(1),), masked_mean(encoded, inner_mask)
+                )
+            parts.append(pooled.view(b, g, h))
+        if self.stats_mlp is not None:
+            parts.append(self.stats_mlp(grouped.stats))
+        if self.group_embedding is not None:
+            parts.append(self.group_embedding(grouped.group_ids))
+        assert self.group_proj is not None
+        groups = self.group_proj(torch.cat(parts, dim=-1)) * grouped.group_mask.unsqueeze(-1)
+        if len(self.hstu):
+            rows = (history.offsets[:-1].unsqueeze(1) + grouped.group_last_position).clamp(
+                max=max(history.age.shape[0] - 1, 0)
+            )
+            last_age = (
+                history.age[rows] if history.age.shape[0] else torch.zeros_like(rows, dtype=x.dtype)
+            )
+            times = -last_age * grouped.group_mask  # larger = more recent
+            for layer in self.hstu:
+                groups = layer(groups, grouped.group_mask, times)
+        return DMGINUserState(groups, grouped.group_mask, x, history.group_ids, history.offsets)
+
+    # -- per candidate ------------------------------------------------------------------------
+
+    def score_candidates(self, state: DMGINUserState, candidates: Query) -> torch.Tensor:
+        """``candidates`` fields shaped ``[B, C, ...]`` -> ``[B, C, output_dim]``."""
+        b, c, _ = candidates.embeddings.shape
+        outputs = []
+        if self.group_attention is not None:
+            outputs.append(
+                self.group_attention(candidates.embeddings, state.groups, state.group_mask)
+            )
+        if self.target_attention is not None:
+            outputs.append(self._target_group(state, candidates, b, c))
+        return torch.cat(outputs, dim=-1)
+
+    def _target_group(
+        self, state: DMGINUserState, candidates: Query, b: int, c: int
+    ) -> torch.Tensor:
+        """Attention over the most recent behaviors in each candidate's group (+ log1p count)."""
+        offsets = state.offsets
+        lengths = offsets[1:] - offsets[:-1]
+        if c == 1:
+            rows = torch.arange(state.group_ids.shape[0], device=offsets.device)
+            rep_lengths = lengths
+        else:  # every candidate gets its own copy of its user's row indices
+            rep_lengths = lengths.repeat_interleave(c)
+            starts = offsets[:-1].repeat_interleave(c)
+            rep_offsets = jagged.lengths_to_offsets(rep_lengths)
+            local = torch.arange(int(rep_lengths.sum()), device=offsets.device)
+            local = local - rep_offsets[:-1].repeat_interleave(rep_lengths)
+            rows = starts.repeat_interleave(rep_lengths) + local
+        rep_offsets = jagged.lengths_to_offsets(rep_lengths)
+        keys = state.group_ids[rows]
+        query_groups = candidates.group_ids.reshape(b * c)
+        index, mask = hard_search(keys, rep_offsets, query_groups, self.config.target_group_max_len)
+        kept = jagged.gather_padded(state.behaviors, rows[index] if rows.numel() else index, mask)
+        same = (keys == query_groups.repeat_interleave(rep_lengths)).to(state.behaviors.dtype)
+        count = torch.zeros(b * c, device=same.device, dtype=same.dtype)
+        count = count.index_add(0, jagged.segment_ids(rep_offsets, keys.shape[0]), same)
+        attended = self.target_attention(candidates.embeddings.reshape(b * c, -1), kept, mask)
+        return torch.cat([attended, torch.log1p(count).unsqueeze(1)], dim=1).view(b, c, -1)
+
+    def forward(self, query: Query, history: History) -> torch.Tensor:
+        candidates = Query(
+            embeddings=query.embeddings.unsqueeze(1),
+            item_ids=query.item_ids.unsqueeze(1),
+            category_ids=query.category_ids.unsqueeze(1),
+            group_ids=query.group_ids.unsqueeze(1),
+        )
+        return self.score_candidates(self.encode_user(history), candidates).squeeze(1)

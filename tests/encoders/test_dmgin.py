@@ -1,0 +1,195 @@
+"""DMGIN: shapes, padding invariance, gradients, ablations, cached-state equivalence."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from components.encoders.base import EncoderSpec, History, Query
+from components.encoders.dmgin import DMGIN, DMGINConfig
+from components.ops.jagged import lengths_to_offsets
+
+D, DB, NB, F, NG = 16, 4, 4, 2, 12
+SPEC = EncoderSpec(embedding_dim=D, behavior_dim=DB, num_behaviors=NB, num_numeric=F, num_groups=NG)
+SMALL = DMGINConfig(
+    max_groups=5, max_per_group=4, hidden_dim=8, num_heads=2, target_group_max_len=6
+)
+
+
+def make_inputs(lengths: list[int], seed: int = 0, num_groups: int = NG) -> tuple[Query, History]:
+    g = torch.Generator().manual_seed(seed)
+    n, b = sum(lengths), len(lengths)
+    lengths_t = torch.tensor(lengths, dtype=torch.int64)
+    age = torch.cat(
+        [torch.sort(torch.rand(k, generator=g) * 1e7, descending=True).values for k in lengths]
+    )
+    history = History(
+        embeddings=torch.randn(n, D, generator=g, requires_grad=True),
+        lengths=lengths_t,
+        offsets=lengths_to_offsets(lengths_t),
+        item_ids=torch.randint(1, 50, (n,), generator=g),
+        category_ids=torch.randint(1, 5, (n,), generator=g),
+        group_ids=torch.randint(1, num_groups, (n,), generator=g),
+        behavior_ids=torch.randint(1, NB, (n,), generator=g),
+        age=age + 1.0,
+        numeric=torch.rand(n, F, generator=g),
+        behavior_embeddings=torch.randn(n, DB, generator=g),
+    )
+    query = Query(
+        embeddings=torch.randn(b, D, generator=g, requires_grad=True),
+        item_ids=torch.randint(1, 50, (b,), generator=g),
+        category_ids=torch.randint(1, 5, (b,), generator=g),
+        group_ids=torch.randint(1, num_groups, (b,), generator=g),
+    )
+    return query, history
+
+
+def select(query: Query, history: History, i: int) -> tuple[Query, History]:
+    """Sample i alone, as a batch of one."""
+    lo, hi = int(history.offsets[i]), int(history.offsets[i + 1])
+    rows = slice(lo, hi)
+    q = Query(*(getattr(query, f.name)[i : i + 1] for f in dataclasses.fields(Query)))
+    lengths = history.lengths[i : i + 1]
+    h = History(
+        embeddings=history.embeddings[rows],
+        lengths=lengths,
+        offsets=lengths_to_offsets(lengths),
+        item_ids=history.item_ids[rows],
+        category_ids=history.category_ids[rows],
+        group_ids=history.group_ids[rows],
+        behavior_ids=history.behavior_ids[rows],
+        age=history.age[rows],
+        numeric=history.numeric[rows],
+        behavior_embeddings=history.behavior_embeddings[rows],
+    )
+    return q, h
+
+
+@pytest.fixture
+def model() -> DMGIN:
+    torch.manual_seed(0)
+    return DMGIN(SPEC, SMALL).eval()
+
+
+def test_shapes_and_empty_histories(model: DMGIN) -> None:
+    query, history = make_inputs([0, 1, 7, 40, 0])
+    out = model(query, history)
+    assert out.shape == (5, model.output_dim)
+    assert torch.isfinite(out).all()
+
+
+def test_padding_invariance_alone_equals_in_batch(model: DMGIN) -> None:
+    query, history = make_inputs([3, 0, 25, 60, 9], seed=1)
+    batched = model(query, history)
+    for i in range(5):
+        alone = model(*select(query, history, i))
+        torch.testing.assert_close(alone[0], batched[i], atol=1e-5, rtol=1e-5)
+
+
+def test_other_users_do_not_change_a_users_output(model: DMGIN) -> None:
+    query, history = make_inputs([10, 30], seed=2)
+    base = model(query, history)[0]
+    other_query, other_history = make_inputs([10, 30], seed=3)
+    history.embeddings.data[10:] = other_history.embeddings[10:]
+    history.group_ids[10:] = other_history.group_ids[10:]
+    query.embeddings.data[1] = other_query.embeddings[1]
+    torch.testing.assert_close(model(query, history)[0], base)
+
+
+def test_every_parameter_gets_a_gradient() -> None:
+    torch.manual_seed(0)
+    model = DMGIN(SPEC, SMALL).train()
+    query, history = make_inputs([20, 35, 12, 50], seed=4, num_groups=4)
+    model(query, history).pow(2).sum().backward()
+    missing = [
+        n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
+    ]
+    assert not missing
+    assert history.embeddings.grad is not None and query.embeddings.grad is not None
+
+
+def test_deterministic_for_a_seed() -> None:
+    query, history = make_inputs([15, 4], seed=5)
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        outs.append(DMGIN(SPEC, SMALL).eval()(query, history))
+    torch.testing.assert_close(outs[0], outs[1], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "use_statistics",
+        "use_intra_group_transformer",
+        "use_group_embedding",
+        "use_hstu",
+        "use_group_attention",
+        "use_target_group_attention",
+    ],
+)
+def test_each_ablation_runs_and_changes_the_output(flag: str) -> None:
+    query, history = make_inputs([18, 0, 33], seed=6)
+    torch.manual_seed(0)
+    full = DMGIN(SPEC, SMALL).eval()
+    torch.manual_seed(0)
+    ablated = DMGIN(SPEC, dataclasses.replace(SMALL, **{flag: False})).eval()
+    out = ablated(query, history)
+    assert out.shape == (3, ablated.output_dim)
+    assert torch.isfinite(out).all()
+    assert sum(p.numel() for p in ablated.parameters()) < sum(p.numel() for p in full.parameters())
+    if ablated.output_dim == full.output_dim:
+        assert not torch.allclose(out, full(query, history))
+
+
+def test_switching_everything_off_is_an_error() -> None:
+    with pytest.raises(ValueError, match="needs use_group_attention"):
+        DMGINConfig(use_group_attention=False, use_target_group_attention=False)
+
+
+@pytest.mark.parametrize("num_groups", [2, NG])
+def test_cached_state_scores_equal_the_full_forward(model: DMGIN, num_groups: int) -> None:
+    query, history = make_inputs([12, 0, 45], seed=8, num_groups=num_groups)
+    c = 6
+    g = torch.Generator().manual_seed(9)
+    candidates = Query(
+        embeddings=torch.randn(3, c, D, generator=g),
+        item_ids=torch.randint(1, 50, (3, c), generator=g),
+        category_ids=torch.randint(1, 5, (3, c), generator=g),
+        group_ids=torch.randint(1, num_groups, (3, c), generator=g),
+    )
+    state = model.encode_user(history)
+    scored = model.score_candidates(state, candidates)
+    assert scored.shape == (3, c, model.output_dim)
+    for j in range(c):
+        single = Query(
+            candidates.embeddings[:, j],
+            candidates.item_ids[:, j],
+            candidates.category_ids[:, j],
+            candidates.group_ids[:, j],
+        )
+        torch.testing.assert_close(scored[:, j], model(single, history), atol=1e-5, rtol=1e-5)
+
+
+def test_target_group_attention_only_reads_the_candidates_group() -> None:
+    torch.manual_seed(0)
+    config = dataclasses.replace(SMALL, use_group_attention=False)
+    model = DMGIN(SPEC, config).eval()
+    query, history = make_inputs([30], seed=10, num_groups=4)
+    base = model(query, history)
+    other = history.group_ids != query.group_ids[0]
+    assert other.any()
+    history.embeddings.data[other] += 5.0
+    torch.testing.assert_close(model(query, history), base)
+    same = ~other
+    history.embeddings.data[same] += 5.0
+    assert not torch.allclose(model(query, history), base)
+
+
+def test_long_history_beyond_g_times_m() -> None:
+    torch.manual_seed(0)
+    model = DMGIN(SPEC, SMALL).eval()
+    query, history = make_inputs([500], seed=11)
+    assert torch.isfinite(model(query, history)).all()
