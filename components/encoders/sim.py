@@ -1,0 +1,136 @@
+"""SIM (Pi et al., arXiv 2006.05639): a general search unit picks K behaviors, an exact search
+unit attends over them.
+
+* ``SIMHard``: GSU = the K most recent behaviors with the candidate's category (or group).
+* ``SIMSoft``: GSU = top-K by the inner product of projected embeddings ``(W_b e_i) . (W_a e_a)``
+  (no gradient through the selection). Its parameters are trained by SIM's auxiliary task
+  (Eq. 2): ``U_r = sum_i r_i e_i`` over the (most recent ``aux_max_len``) history,
+  ``MLP([U_r, e_a]) -> logit``, returned by :meth:`SIMSoft.forward_with_aux`.
+
+ESU (both): multi-head target attention over ``[e_i, time-interval embedding, behavior
+embedding]`` of the K selected behaviors. Shapes: B, N jagged rows, K selected, D dims.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from components.encoders.base import EncoderSpec, History, Query, SequenceEncoder
+from components.layers.mlp import MLP
+from components.layers.target_attention import MultiHeadTargetAttention
+from components.layers.time_buckets import TimeIntervalEmbedding
+from components.ops import jagged
+from components.ops.retrieval import hard_search, topk_by_score
+
+
+@dataclass
+class SIMConfig:
+    """Attributes:
+    top_k: K behaviors kept by the GSU (SIM uses 50).
+    search_key: hard search key, ``category`` or ``group``.
+    num_heads: ESU heads.
+    time_dim: dimension of the time-interval embedding (0 = off).
+    aux_max_len: most recent behaviors in SIMSoft's auxiliary task.
+    """
+
+    top_k: int = 50
+    search_key: str = "category"
+    num_heads: int = 2
+    time_dim: int = 8
+    aux_max_len: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if self.search_key not in ("category", "group"):
+            raise ValueError(f"search_key must be 'category' or 'group', got {self.search_key!r}")
+
+
+class ExactSearchUnit(nn.Module):
+    """ESU: target attention over selected rows ``index [B, K]`` of the jagged history."""
+
+    def __init__(self, spec: EncoderSpec, config: SIMConfig) -> None:
+        super().__init__()
+        self.time = TimeIntervalEmbedding(config.time_dim) if config.time_dim else None
+        key_dim = spec.embedding_dim + config.time_dim + spec.behavior_dim
+        self.attention = MultiHeadTargetAttention(
+            spec.embedding_dim, key_dim, config.num_heads, spec.embedding_dim // config.num_heads
+        )
+        self.output_dim = self.attention.output_dim
+
+    def forward(
+        self, query: Query, history: History, index: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        parts = [history.embeddings]
+        if self.time is not None:
+            parts.append(self.time(history.age))
+        parts.append(history.behavior_embeddings)
+        keys = jagged.gather_padded(torch.cat(parts, dim=1), index, mask)
+        return self.attention(query.embeddings, keys, mask)
+
+
+class SIMHard(SequenceEncoder):
+    """``(query [B, D], history) -> [B, D]`` via hard search then ESU.
+
+    Example:
+        >>> enc = SIMHard(EncoderSpec(embedding_dim=32, behavior_dim=8))
+        >>> enc(query, history).shape
+        torch.Size([B, 32])
+    """
+
+    def __init__(self, spec: EncoderSpec, config: SIMConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or SIMConfig()
+        self.esu = ExactSearchUnit(spec, self.config)
+        self.output_dim = self.esu.output_dim
+
+    def forward(self, query: Query, history: History) -> torch.Tensor:
+        if self.config.search_key == "category":
+            keys, wanted = history.category_ids, query.category_ids
+        else:
+            keys, wanted = history.group_ids, query.group_ids
+        index, mask = hard_search(keys, history.offsets, wanted, self.config.top_k)
+        return self.esu(query, history, index, mask)
+
+
+class SIMSoft(SequenceEncoder):
+    """``(query [B, D], history) -> [B, D]`` via inner-product top-K then ESU, + auxiliary task."""
+
+    def __init__(self, spec: EncoderSpec, config: SIMConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or SIMConfig()
+        d = spec.embedding_dim
+        self.project_behavior = nn.Linear(d, d, bias=False)
+        self.project_query = nn.Linear(d, d, bias=False)
+        self.aux_mlp = MLP(2 * d, [64, 1])
+        self.esu = ExactSearchUnit(spec, self.config)
+        self.output_dim = self.esu.output_dim
+
+    def relevance(self, query: Query, history: History) -> torch.Tensor:
+        """``[N]`` soft-search score r_i of every behavior for its own sample's candidate."""
+        segment = jagged.segment_ids(history.offsets, history.embeddings.shape[0])
+        q = self.project_query(query.embeddings)[segment]
+        return (self.project_behavior(history.embeddings) * q).sum(dim=1)
+
+    def forward_with_aux(
+        self, query: Query, history: History
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        scores = self.relevance(query, history)
+        index, mask = topk_by_score(scores.detach(), history.offsets, self.config.top_k)
+        interest = self.esu(query, history, index, mask)
+        # auxiliary CTR task on the long history (SIM Eq. 2), most recent aux_max_len rows
+        recent, recent_mask = jagged.jagged_to_padded(
+            torch.cat([history.embeddings, scores.unsqueeze(1)], dim=1),
+            history.offsets,
+            self.config.aux_max_len,
+        )
+        weights = recent[..., -1] * recent_mask
+        pooled = (weights.unsqueeze(-1) * recent[..., :-1]).sum(dim=1)
+        aux = self.aux_mlp(torch.cat([pooled, query.embeddings], dim=1)).squeeze(1)
+        return interest, {"sim_soft_gsu": aux}
+
+    def forward(self, query: Query, history: History) -> torch.Tensor:
+        return self.forward_with_aux(query, history)[0]
