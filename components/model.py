@@ -137,7 +137,11 @@ class SequenceHead(nn.Module):
     """
 
     def __init__(
-        self, config: ModelConfig, vocab: Vocab, item_to_group: torch.Tensor | None = None
+        self,
+        config: ModelConfig,
+        vocab: Vocab,
+        item_to_group: torch.Tensor | None = None,
+        content_embeddings: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -238,6 +242,10 @@ def _numeric_summary(history: History) -> torch.Tensor:
 class LifelongCTRModel(nn.Module):
     """User/item EmbeddingBagCollections + :class:`SequenceHead`.
 
+    ``item_to_group`` ([items] group of each item) serves ``group_key='cluster'``;
+    ``content_embeddings`` ([items, d] frozen content vectors) feed encoders that take them
+    (CiUBM).
+
     Example:
         >>> model = LifelongCTRModel(ModelConfig(encoder="DIN"), Vocab(100, 500, 20, 6, 1))
         >>> output = model(batch)  # pipelines.data.batch.Batch
@@ -250,11 +258,12 @@ class LifelongCTRModel(nn.Module):
         config: ModelConfig,
         vocab: Vocab,
         item_to_group: torch.Tensor | None = None,
+        content_embeddings: torch.Tensor | None = None,
         device: torch.device | None = None,
     ) -> None:
         super().__init__()
         self.user_ebc, self.item_ebc = sparse_arch(config, vocab, device)
-        self.head = SequenceHead(config, vocab, item_to_group)
+        self.head = SequenceHead(config, vocab, item_to_group, content_embeddings)
 
     def forward(self, batch: Any) -> ModelOutput:
         user_kt = self.user_ebc(batch.users)

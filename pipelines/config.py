@@ -43,10 +43,13 @@ class DataConfig:
     dataset: prepared dataset directory (``python -m pipelines.prepare``).
     groups: optional ``item -> group`` parquet (``pipelines.content.cluster``), needed when
         ``model.group_key`` is ``cluster``.
+    content: optional ``[items, d]`` .npy of frozen content embeddings
+        (``pipelines.content.embed`` / ``csft``), needed by CiUBM.
     """
 
     dataset: str = ""
     groups: str | None = None
+    content: str | None = None
 
 
 @dataclass
@@ -213,6 +216,8 @@ def validate(config: ExperimentConfig, source: str = "<config>") -> None:
         encoder_config_class(config.model.encoder)(**config.model.encoder_config)
     except (TypeError, ValueError) as err:
         fail("model.encoder_config", str(err))
+    if config.model.encoder == "CiUBM" and not config.data.content:
+        fail("data.content", "required by CiUBM (an [items, d] .npy from pipelines.content)")
     if config.model.group_key == "cluster" and not config.data.groups:
         fail("data.groups", "required when model.group_key is 'cluster'")
     o = config.optim

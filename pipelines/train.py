@@ -107,7 +107,17 @@ def build_model(config: ExperimentConfig) -> tuple[LifelongCTRModel, PreparedDat
     dataset = PreparedDataset.open(config.data.dataset)
     item_to_group = load_item_to_group(config.data.groups, dataset.vocab["items"])
     vocab = build_vocab(dataset, item_to_group)
-    return LifelongCTRModel(config.model, vocab, item_to_group=item_to_group), dataset
+    content = None
+    if config.data.content:
+        content = torch.from_numpy(np.load(config.data.content)).float()
+        if content.shape[0] != vocab.items:
+            raise ValueError(
+                f"{config.data.content}: {content.shape[0]} rows, expected {vocab.items} (item vocab)"
+            )
+    model = LifelongCTRModel(
+        config.model, vocab, item_to_group=item_to_group, content_embeddings=content
+    )
+    return model, dataset
 
 
 def shard_model(

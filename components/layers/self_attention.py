@@ -9,7 +9,8 @@ from torch import nn
 class SelfAttentionBlock(nn.Module):
     """``x [S, M, D]``, ``mask [S, M]`` (True = valid) -> ``[S, M, D]``.
 
-    Pre-norm multi-head self-attention + feed-forward, each with a residual. Every sequence
+    Pre-norm multi-head self-attention with a residual, optionally followed by a pre-norm
+    feed-forward block (``feed_forward=True``). Every sequence
     must have at least one valid position (callers drop empty ones first); padded positions
     of the output are zero.
 
@@ -19,18 +20,26 @@ class SelfAttentionBlock(nn.Module):
         torch.Size([5, 8, 32])
     """
 
-    def __init__(self, dim: int, num_heads: int = 2, dropout: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, num_heads: int = 2, dropout: float = 0.0, feed_forward: bool = False
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attention = nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
-        self.norm2 = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.ffn = (
+            nn.Sequential(
+                nn.LayerNorm(dim), nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim)
+            )
+            if feed_forward
+            else None
+        )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h = self.norm1(x)
         attended, _ = self.attention(h, h, h, key_padding_mask=~mask, need_weights=False)
         x = x + attended
-        x = x + self.ffn(self.norm2(x))
+        if self.ffn is not None:
+            x = x + self.ffn(x)
         return x * mask.unsqueeze(-1).to(x.dtype)
 
 

@@ -84,3 +84,12 @@ def test_main_exits_nonzero_before_work(tmp_path: Path, capsys: pytest.CaptureFi
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[2] / "recipes" / "configs").glob("*.yaml"))
+)
+def test_shipped_recipe_configs_are_valid(path: Path) -> None:
+    config = load_config(path)
+    assert config.data.dataset.startswith("data/")
+    assert config.train.output_dir.startswith("runs/")
