@@ -188,20 +188,14 @@ class DMGIN(SequenceEncoder):
         g = grouped.group_mask.shape[1]
         parts = []
         if self.intra is not None:
-            m = grouped.behavior_mask.shape[2]
-            index = grouped.behavior_index.view(b, g * m)
-            slots = jagged.gather_padded(x, index, grouped.behavior_mask.view(b, g * m)).view(
-                b * g, m, h
-            )
-            valid = grouped.group_mask.view(-1)
-            pooled = torch.zeros(b * g, h, device=x.device, dtype=x.dtype)
-            if bool(valid.any()):
-                inner_mask = grouped.behavior_mask.view(b * g, m)[valid]
-                encoded = self.intra(slots[valid], inner_mask)
-                pooled = pooled.index_put(
-                    (valid.nonzero().squeeze(1),), masked_mean(encoded, inner_mask)
-                )
-            parts.append(pooled.view(b, g, h))
+            # only the V valid groups go through the transformer: [V, M, H]
+            valid = grouped.group_mask
+            inner_mask = grouped.behavior_mask[valid]
+            slots = x[grouped.behavior_index[valid]] * inner_mask.unsqueeze(-1).to(x.dtype)
+            pooled = torch.zeros(b, g, h, device=x.device, dtype=x.dtype)
+            if slots.shape[0]:
+                pooled = pooled.index_put((valid,), masked_mean(self.intra(slots, inner_mask), inner_mask))
+            parts.append(pooled)
         if self.stats_mlp is not None:
             parts.append(self.stats_mlp(grouped.stats))
         if self.group_embedding is not None:
