@@ -192,9 +192,12 @@ class SequenceHead(nn.Module):
         history_numeric: torch.Tensor,
     ) -> ModelOutput:
         b = history_lengths.shape[0]
-        item_emb = item_kt["item_id"]  # [B + N, E]
-        category_emb = item_kt["category_id"]
-        behavior_emb = item_kt["behavior_id"]  # [B + N, D_b]
+        # one split of the KeyedTensor (per-key slicing would zero-fill [B + N, 2E + D_b]
+        # once per key in backward)
+        tables = item_kt.to_dict()
+        item_emb = tables["item_id"]  # [B + N, E]
+        category_emb = tables["category_id"]
+        behavior_emb = tables["behavior_id"]  # [B + N, D_b]
         item_side = torch.cat([item_emb, category_emb], dim=1)  # [B + N, D]
         ids = item_ids.view(3, -1)  # item, category, behavior ids per row
         items, categories, behaviors = ids[0], ids[1], ids[2]

@@ -191,10 +191,11 @@ class DMGIN(SequenceEncoder):
             # only the V valid groups go through the transformer: [V, M, H]
             valid = grouped.group_mask
             inner_mask = grouped.behavior_mask[valid]
-            slots = x[grouped.behavior_index[valid]] * inner_mask.unsqueeze(-1).to(x.dtype)
+            slots = jagged.gather_padded(x, grouped.behavior_index[valid], inner_mask)
             pooled = torch.zeros(b, g, h, device=x.device, dtype=x.dtype)
             if slots.shape[0]:
-                pooled = pooled.index_put((valid,), masked_mean(self.intra(slots, inner_mask), inner_mask))
+                encoded = masked_mean(self.intra(slots, inner_mask), inner_mask)
+                pooled = pooled.index_put((valid,), encoded)
             parts.append(pooled)
         if self.stats_mlp is not None:
             parts.append(self.stats_mlp(grouped.stats))
