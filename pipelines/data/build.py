@@ -43,6 +43,9 @@ class RawLog:
         numeric_fields, text_fields, item_side_fields: column names as described.
         source, label_rule: for the manifest.
         events_path: file named in errors about events.
+        items_path: file named in errors about items.
+        columns: name in the input file of the ``user`` / ``item`` columns, for error messages
+            (defaults to those internal names).
     """
 
     name: str
@@ -57,6 +60,7 @@ class RawLog:
     label_rule: str = ""
     events_path: str = "<events>"
     items_path: str = "<items>"
+    columns: dict[str, str] = field(default_factory=dict)
 
 
 SPLIT_RULE = (
@@ -127,7 +131,9 @@ def write_prepared(raw: RawLog, out_dir: str | os.PathLike[str], seed: int = 0) 
     if duplicated.any():
         row = int(np.flatnonzero(duplicated.to_numpy())[0])
         raise DataError(
-            raw.items_path, "item", f"row {row + 1}: duplicate item id {items['item_raw'][row]!r}"
+            raw.items_path,
+            raw.columns.get("item", "item"),
+            f"row {row + 1}: duplicate item id {items['item_raw'][row]!r}",
         )
     if len(raw.events) == 0:
         raise DataError(raw.events_path, None, "no events")
@@ -138,7 +144,7 @@ def write_prepared(raw: RawLog, out_dir: str | os.PathLike[str], seed: int = 0) 
         row = int(np.flatnonzero(missing)[0])
         raise DataError(
             raw.events_path,
-            "item",
+            raw.columns.get("item", "item"),
             f"row {row + 1}: item {raw.events['item_raw'].iloc[row]!r} is not in the items file {raw.items_path}",
         )
     categories, item_category = _index(items["category_raw"].astype(str))

@@ -23,9 +23,16 @@ import pandas as pd
 
 from pipelines.data.build import RawLog
 from pipelines.data.prepared import DataError
-from pipelines.data.readers import numeric_column, read_table, require_columns, timestamp_column
+from pipelines.data.readers import (
+    id_column,
+    numeric_column,
+    read_table,
+    require_columns,
+    timestamp_column,
+)
 
-_LABEL = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(>=|<=|==|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
+# a column name is any text without the operator characters (RecBole headers hold ':')
+_LABEL = re.compile(r"^\s*([^<>=]*[^<>=\s])\s*(>=|<=|==|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
 _OPS = {">=": np.greater_equal, ">": np.greater, "<=": np.less_equal, "<": np.less, "==": np.equal}
 
 
@@ -40,7 +47,7 @@ class LabelRule:
         match = _LABEL.match(text)
         if match:
             return LabelRule(match.group(1), match.group(2), float(match.group(3)))
-        if re.fullmatch(r"[A-Za-z_][\w.]*", text.strip()):
+        if text.strip() and re.fullmatch(r"[^<>=]+", text.strip()):
             return LabelRule(text.strip())
         raise ValueError(
             f"--label {text!r}: expected COLUMN OP NUMBER (OP in >=, >, <=, <, ==) or COLUMN"
@@ -127,8 +134,8 @@ def read_generic(
         behavior, behaviors = np.ones(len(events), dtype=np.int64), ["event"]
     frame = pd.DataFrame(
         {
-            "user_raw": events[mapping["user"]].astype(str).to_numpy(),
-            "item_raw": events[mapping["item"]].astype(str).str.strip().to_numpy(),
+            "user_raw": id_column(events, events_path, mapping["user"]),
+            "item_raw": id_column(events, events_path, mapping["item"]),
             "ts": ts,
             "behavior": behavior,
             "label": labels,
@@ -146,7 +153,7 @@ def read_generic(
                 f"column missing; the file has {list(items_frame.columns)}",
             )
         require_columns(items_frame, items_path, text)
-        items = pd.DataFrame({"item_raw": items_frame[item_col].astype(str).str.strip()})
+        items = pd.DataFrame({"item_raw": id_column(items_frame, items_path, item_col)})
         if category_in_items:
             items["category_raw"] = items_frame[mapping["category"]].astype(str).to_numpy()
         else:
@@ -186,4 +193,5 @@ def read_generic(
         label_rule=str(rule),
         events_path=str(events_path),
         items_path=str(items_path) if items_path else str(events_path),
+        columns={"user": mapping["user"], "item": mapping["item"]},
     )

@@ -77,16 +77,38 @@ def numeric_column(
     return values
 
 
-def timestamp_column(frame: pd.DataFrame, path: str | os.PathLike[str], column: str) -> np.ndarray:
-    """int64 unix seconds from numbers (seconds) or datetime strings."""
+def id_column(frame: pd.DataFrame, path: str | os.PathLike[str], column: str) -> np.ndarray:
+    """Stripped string ids of ``column``; an empty or missing (NaN/None) cell is an error."""
     raw = frame[column]
     text = raw.astype(str).str.strip()
-    as_number = pd.to_numeric(text, errors="coerce")
-    if not as_number.isna().any():
-        return np.floor(as_number.to_numpy(np.float64)).astype(np.int64)
-    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
-    bad = parsed.isna().to_numpy()
+    bad = (raw.isna() | (text == "")).to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
+        raise DataError(path, column, f"row {row + 1}: missing value (NaN)")
+    return text.to_numpy()
+
+
+def timestamp_column(frame: pd.DataFrame, path: str | os.PathLike[str], column: str) -> np.ndarray:
+    """int64 unix seconds from numbers (seconds) or datetime strings (naive ones read as UTC).
+
+    The column's kind is what most of its cells are (numbers or datetime strings); the first
+    cell that is not of that kind (including an empty one) is reported as the bad row.
+    """
+    raw = frame[column]
+    text = raw.astype(str).str.strip()
+    as_number = pd.to_numeric(text.where(text != "", None), errors="coerce")
+    is_number = as_number.notna().to_numpy()
+    if is_number.all():
+        return np.floor(as_number.to_numpy(np.float64)).astype(np.int64)
+    parsed = None
+    if 2 * int(is_number.sum()) > is_number.shape[0]:
+        bad = ~is_number  # a column of numbers with a few bad cells
+    else:
+        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+        bad = parsed.isna().to_numpy()
+    if parsed is None or bad.any():
+        row = int(np.flatnonzero(bad)[0])
         raise DataError(path, column, f"row {row + 1}: timestamp {raw.iloc[row]!r} does not parse")
-    return (parsed.astype("int64") // 10**9).to_numpy(np.int64)
+    # whole seconds since the epoch, whatever the datetime resolution (pandas 3 uses us)
+    seconds = (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    return seconds.to_numpy(np.int64)

@@ -16,7 +16,13 @@ import numpy as np
 import pandas as pd
 
 from pipelines.data.build import RawLog
-from pipelines.data.readers import numeric_column, read_table, require_columns, timestamp_column
+from pipelines.data.readers import (
+    id_column,
+    numeric_column,
+    read_table,
+    require_columns,
+    timestamp_column,
+)
 
 LABEL_RULE = "rating >= 4 -> 1, else 0 (every rating is a sample)"
 STARS = ["1", "2", "3", "4", "5"]
@@ -36,8 +42,8 @@ def ratings_to_events(
         )
     return pd.DataFrame(
         {
-            "user_raw": ratings[user].astype(str).to_numpy(),
-            "item_raw": ratings[item].astype(str).to_numpy(),
+            "user_raw": id_column(ratings, path, user),
+            "item_raw": id_column(ratings, path, item),
             "ts": timestamp_column(ratings, path, ts),
             "behavior": stars.astype(np.int64),
             "rating": stars.astype(np.float32),

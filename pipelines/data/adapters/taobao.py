@@ -15,7 +15,7 @@ import pandas as pd
 
 from pipelines.data.build import RawLog
 from pipelines.data.prepared import DataError
-from pipelines.data.readers import read_table, timestamp_column
+from pipelines.data.readers import id_column, read_table, timestamp_column
 
 BEHAVIORS = ["pv", "cart", "fav", "buy"]
 
@@ -59,8 +59,8 @@ def read_taobao_file(path: Path, name: str, seed: int) -> RawLog:
     ts = timestamp_column(frame, path, "ts")
     events = pd.DataFrame(
         {
-            "user_raw": frame["user"].astype(str).to_numpy(),
-            "item_raw": frame["item"].astype(str).to_numpy(),
+            "user_raw": id_column(frame, path, "user"),
+            "item_raw": id_column(frame, path, "item"),
             "ts": ts,
             "behavior": code.astype(np.int64) + 1,
         }
