@@ -47,6 +47,9 @@ class DMGINConfig:
     target_group_max_len: K, behaviors of the candidate's group attended.
     dropout: dropout in the transformer blocks.
     use_statistics, use_intra_group_transformer, use_group_embedding, use_hstu,
+    use_target_group_statistics: statistics of ALL the history's behaviors in the candidate's
+        group (log1p count per behavior type, mean of each numeric field, log1p days since the
+        most recent one): DGIN's per-key statistics, computed per candidate in O(N).
     use_group_attention, use_target_group_attention: ablation switches.
     """
 
@@ -64,14 +67,22 @@ class DMGINConfig:
     use_hstu: bool = True
     use_group_attention: bool = True
     use_target_group_attention: bool = True
+    use_target_group_statistics: bool = True
 
     def __post_init__(self) -> None:
         if min(self.max_groups, self.max_per_group, self.hidden_dim, self.target_group_max_len) < 1:
             raise ValueError(
                 "max_groups, max_per_group, hidden_dim, target_group_max_len must be >= 1"
             )
-        if not (self.use_group_attention or self.use_target_group_attention):
-            raise ValueError("DMGIN needs use_group_attention or use_target_group_attention")
+        if not (
+            self.use_group_attention
+            or self.use_target_group_attention
+            or self.use_target_group_statistics
+        ):
+            raise ValueError(
+                "DMGIN needs use_group_attention, use_target_group_attention or "
+                "use_target_group_statistics"
+            )
         if self.use_group_attention and not (
             self.use_statistics or self.use_intra_group_transformer or self.use_group_embedding
         ):
@@ -90,6 +101,9 @@ class DMGINUserState:
         behaviors: ``[N, H]`` projected behavior features (for target-group attention).
         group_ids: ``[N]`` group of each behavior.
         offsets: ``[B + 1]`` jagged offsets of ``behaviors``.
+        behavior_ids: ``[N]`` behavior type of each behavior.
+        age: ``[N]`` seconds before the query time.
+        numeric: ``[N, F]`` numeric fields.
     """
 
     groups: torch.Tensor
@@ -97,6 +111,9 @@ class DMGINUserState:
     behaviors: torch.Tensor
     group_ids: torch.Tensor
     offsets: torch.Tensor
+    behavior_ids: torch.Tensor
+    age: torch.Tensor
+    numeric: torch.Tensor
 
 
 class DMGIN(SequenceEncoder):
@@ -148,9 +165,14 @@ class DMGIN(SequenceEncoder):
             if cfg.use_target_group_attention
             else None
         )
+        self.target_stats_dim = (
+            spec.num_behaviors + spec.num_numeric + 1 if cfg.use_target_group_statistics else 0
+        )
         self.output_dim = (
-            self.group_attention.output_dim if self.group_attention is not None else 0
-        ) + (self.target_attention.output_dim + 1 if self.target_attention is not None else 0)
+            (self.group_attention.output_dim if self.group_attention is not None else 0)
+            + (self.target_attention.output_dim + 1 if self.target_attention is not None else 0)
+            + self.target_stats_dim
+        )
 
     # -- candidate independent ----------------------------------------------------------------
 
@@ -174,6 +196,9 @@ class DMGIN(SequenceEncoder):
                 x,
                 history.group_ids,
                 history.offsets,
+                history.behavior_ids,
+                history.age,
+                history.numeric,
             )
         grouped = group_behaviors(
             history.group_ids,
@@ -213,7 +238,16 @@ class DMGIN(SequenceEncoder):
             times = -last_age * grouped.group_mask  # larger = more recent
             for layer in self.hstu:
                 groups = layer(groups, grouped.group_mask, times)
-        return DMGINUserState(groups, grouped.group_mask, x, history.group_ids, history.offsets)
+        return DMGINUserState(
+            groups,
+            grouped.group_mask,
+            x,
+            history.group_ids,
+            history.offsets,
+            history.behavior_ids,
+            history.age,
+            history.numeric,
+        )
 
     # -- per candidate ------------------------------------------------------------------------
 
@@ -225,14 +259,15 @@ class DMGIN(SequenceEncoder):
             outputs.append(
                 self.group_attention(candidates.embeddings, state.groups, state.group_mask)
             )
-        if self.target_attention is not None:
+        if self.target_attention is not None or self.target_stats_dim:
             outputs.append(self._target_group(state, candidates, b, c))
         return torch.cat(outputs, dim=-1)
 
     def _target_group(
         self, state: DMGINUserState, candidates: Query, b: int, c: int
     ) -> torch.Tensor:
-        """Attention over the most recent behaviors in each candidate's group (+ log1p count)."""
+        """``[B, C, *]``: attention over the most recent behaviors in each candidate's group
+        (+ log1p of their count), and/or the statistics of all of them."""
         offsets = state.offsets
         lengths = offsets[1:] - offsets[:-1]
         if c == 1:
@@ -248,13 +283,57 @@ class DMGIN(SequenceEncoder):
         rep_offsets = jagged.lengths_to_offsets(rep_lengths)
         keys = state.group_ids[rows]
         query_groups = candidates.group_ids.reshape(b * c)
-        index, mask = hard_search(keys, rep_offsets, query_groups, self.config.target_group_max_len)
-        kept = jagged.gather_padded(state.behaviors, rows[index] if rows.numel() else index, mask)
-        same = (keys == query_groups.repeat_interleave(rep_lengths)).to(state.behaviors.dtype)
-        count = torch.zeros(b * c, device=same.device, dtype=same.dtype)
-        count = count.index_add(0, jagged.segment_ids(rep_offsets, keys.shape[0]), same)
-        attended = self.target_attention(candidates.embeddings.reshape(b * c, -1), kept, mask)
-        return torch.cat([attended, torch.log1p(count).unsqueeze(1)], dim=1).view(b, c, -1)
+        segment = jagged.segment_ids(rep_offsets, keys.shape[0])
+        same = (keys == query_groups[segment]).to(state.behaviors.dtype)  # [N * C]
+        count = torch.zeros(b * c, device=same.device, dtype=same.dtype).index_add(0, segment, same)
+        outputs = []
+        if self.target_attention is not None:
+            index, mask = hard_search(
+                keys, rep_offsets, query_groups, self.config.target_group_max_len
+            )
+            kept = jagged.gather_padded(
+                state.behaviors, rows[index] if rows.numel() else index, mask
+            )
+            attended = self.target_attention(candidates.embeddings.reshape(b * c, -1), kept, mask)
+            outputs += [attended, torch.log1p(count).unsqueeze(1)]
+        if self.target_stats_dim:
+            outputs.append(self._target_group_statistics(state, rows, segment, same, count))
+        return torch.cat(outputs, dim=1).view(b, c, -1)
+
+    def _target_group_statistics(
+        self,
+        state: DMGINUserState,
+        rows: torch.Tensor,
+        segment: torch.Tensor,
+        same: torch.Tensor,
+        count: torch.Tensor,
+    ) -> torch.Tensor:
+        """``[B * C, num_behaviors + F + 1]`` over the candidate's same-group behaviors:
+        log1p(count per behavior type), mean of each numeric field, log1p(days since the most
+        recent one) (0 when there is none). No parameters; O(N) per candidate."""
+        bc, nb = count.shape[0], self.spec.num_behaviors
+        per_type = torch.zeros(bc * nb, device=same.device, dtype=same.dtype)
+        per_type = per_type.index_add(0, segment * nb + state.behavior_ids[rows], same)
+        numeric = state.numeric[rows]
+        sums = torch.zeros(bc, numeric.shape[1], device=same.device, dtype=same.dtype)
+        sums = sums.index_add(0, segment, numeric * same.unsqueeze(1))
+        # most recent same-group behavior = smallest age; others pushed to +inf
+        age = torch.where(same > 0, state.age[rows], torch.full_like(same, float("inf")))
+        newest = torch.full((bc,), float("inf"), device=same.device, dtype=same.dtype)
+        newest = newest.scatter_reduce(0, segment, age, reduce="amin")
+        recency = torch.where(
+            count > 0,
+            torch.log1p(newest.clamp(min=0.0, max=1e12) / SECONDS_PER_DAY),
+            torch.zeros_like(count),
+        )
+        return torch.cat(
+            [
+                torch.log1p(per_type.view(bc, nb)),
+                sums / count.clamp_min(1.0).unsqueeze(1),
+                recency.unsqueeze(1),
+            ],
+            dim=1,
+        )
 
     def forward(self, query: Query, history: History) -> torch.Tensor:
         candidates = Query(
