@@ -121,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{root}:", flush=True)
         results["datasets"].append(bench_dataset(root, ks, args.csft_steps))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    tmp = args.out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    tmp.replace(args.out)
     print(json.dumps(results, indent=2, sort_keys=True))
     return 0
 
