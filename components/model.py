@@ -168,6 +168,16 @@ class SequenceHead(nn.Module):
         self.encoder: SequenceEncoder = build_encoder(
             config.encoder, self.spec, config.encoder_config or None
         )
+        takes_content = hasattr(self.encoder, "load_content")
+        if content_embeddings is not None:
+            if not takes_content:
+                raise ValueError(f"encoder {config.encoder} does not read content embeddings")
+            if content_embeddings.shape[0] != vocab.items:
+                raise ValueError(
+                    f"content_embeddings has {content_embeddings.shape[0]} rows, "
+                    f"expected one per item index ({vocab.items})"
+                )
+            self.encoder.load_content(content_embeddings)  # frozen buffer, no gradient
         over_in = self.encoder.output_dim + d
         if config.use_user_embedding:
             over_in += config.embedding_dim

@@ -243,3 +243,14 @@ def validate(config: ExperimentConfig, source: str = "<config>") -> None:
 
 def to_dict(config: ExperimentConfig) -> dict[str, Any]:
     return dataclasses.asdict(config)
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
+    """Rebuild a config from :func:`to_dict` output (e.g. a checkpoint's ``config.json``).
+
+    Same strict checks as :func:`load_config`; problems raise :class:`ConfigError` naming
+    ``source``.
+    """
+    config = _build(ExperimentConfig, raw, source, "")
+    validate(config, source)
+    return config

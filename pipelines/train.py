@@ -3,6 +3,7 @@
 Usage (one process, or any number under torchrun)::
 
     python -m pipelines.train --config recipes/configs/ml1m_dmgin.yaml [key=value ...] [--resume]
+    python -m pipelines.train --config ... --resume-from OUTPUT_DIR/checkpoints/step_00000200
     torchrun --nproc-per-node 2 -m pipelines.train --config ... train.output_dir=runs/x
 
 Every embedding table is sharded by DistributedModelParallel (table-wise or column-wise, chosen
@@ -21,8 +22,10 @@ import random
 import resource
 import sys
 import time
+from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -33,7 +36,7 @@ from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
 from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
 from torchrec.distributed.planner.types import ParameterConstraints
-from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
+from torchrec.distributed.train_pipeline import EvalPipelineSparseDist, TrainPipelineSparseDist
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
 from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
@@ -50,6 +53,7 @@ from pipelines.checkpoint import (
     save_checkpoint,
 )
 from pipelines.config import ConfigError, ExperimentConfig, load_config, to_dict
+from pipelines.data.batch import Batch
 from pipelines.data.loader import LoaderConfig, SampleLoader
 from pipelines.data.prepared import PreparedDataset
 from pipelines.distributed import DistributedContext, init_distributed, shutdown
@@ -185,20 +189,56 @@ def make_loader(
 def evaluate(
     dmp: DistributedModelParallel, loader: SampleLoader, ctx: DistributedContext
 ) -> tuple[dict[str, float], pd.DataFrame | None]:
-    """Score a split on every rank, gather to rank 0, compute metrics there, share them."""
+    """Score a split on every rank, gather to rank 0, compute metrics there, share them.
+
+    Batches go through TorchRec's ``EvalPipelineSparseDist``: a background thread loads the next
+    batch and the sharded tables' input dist of batch i + 1 overlaps the forward of batch i.
+    The pipeline returns only the model output (``TrainWrapper``'s tuple), so the sample columns
+    of each batch (user, candidate item, ts, label, weight: ``[B]`` each) are recorded as the
+    pipeline pulls it; batches come back in order, and the user ids of every output are checked
+    against the recorded ones. Weight-0 rows (padding that keeps ranks' batch counts equal) are
+    dropped on rank 0; the metrics are broadcast, the predictions frame stays on rank 0.
+    """
     dmp.eval()
+    pulled: deque[dict[str, np.ndarray]] = deque()  # appended by the pipeline's loading thread
+
+    def recorded() -> Iterator[Batch]:
+        for batch in loader:
+            b = batch.batch_size
+            pulled.append(
+                {
+                    "user": batch.user_ids.numpy().copy(),
+                    "item": batch.items.values()[:b].numpy().copy(),
+                    "ts": batch.timestamps.numpy().copy(),
+                    "label": batch.labels.numpy().copy(),
+                    "w": batch.weights.numpy().copy(),
+                }
+            )
+            yield batch
+
+    # the eval pipeline never steps an optimizer
+    pipeline: EvalPipelineSparseDist = EvalPipelineSparseDist(
+        dmp, cast(torch.optim.Optimizer, None), ctx.device
+    )
     parts: dict[str, list[np.ndarray]] = {
         k: [] for k in ("user", "item", "ts", "label", "pred", "w")
     }
-    for batch in loader:
-        batch = batch.to(ctx.device)
-        _, (_, logits, labels, weights, users) = dmp(batch)
-        parts["user"].append(users.cpu().numpy())
-        parts["item"].append(batch.items.values()[: batch.batch_size].cpu().numpy())
-        parts["ts"].append(batch.timestamps.cpu().numpy())
-        parts["label"].append(labels.cpu().numpy())
-        parts["pred"].append(torch.sigmoid(logits.float()).cpu().numpy())
-        parts["w"].append(weights.cpu().numpy())
+    batches = recorded()
+    try:
+        while True:
+            try:
+                _, logits, _, _, users = pipeline.progress(batches)
+            except StopIteration:
+                break
+            meta = pulled.popleft()
+            if not np.array_equal(users.cpu().numpy(), meta["user"]):
+                raise RuntimeError("eval pipeline returned batches out of order")
+            for key, value in meta.items():
+                parts[key].append(value)
+            parts["pred"].append(torch.sigmoid(logits.float()).cpu().numpy())
+    finally:
+        pipeline.reset()  # stops the loading thread
+        pipeline.detach()  # restores the sharded modules' forwards for the next train pipeline
     local = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
     gathered: list[Any] = [None] * ctx.world_size
     dist.all_gather_object(gathered, local)
@@ -394,10 +434,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="YAML experiment config")
     parser.add_argument(
         "--resume",
-        nargs="?",
-        const=True,
-        default=False,
-        help="resume from the latest checkpoint in train.output_dir, or from the given directory",
+        action="store_true",
+        help="resume from the latest checkpoint in train.output_dir",
+    )
+    parser.add_argument(
+        "--resume-from", metavar="DIR", help="resume from this checkpoint directory"
     )
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.epochs=2")
     args = parser.parse_args(argv)
@@ -407,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {err}", file=sys.stderr)
         return 2
     try:
-        train(config, resume=args.resume)
+        train(config, resume=args.resume_from or args.resume)
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
