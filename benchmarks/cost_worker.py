@@ -1,0 +1,164 @@
+"""One measurement of ``benchmarks.cost``: one model at one history length, in its own process.
+
+``python -m benchmarks.cost_worker MODEL LENGTH [--batch B] [--users U] [--candidates C]
+[--repeats R]`` prints one JSON object on its last stdout line:
+
+* train step: the whole CTR model (``components.model.LifelongCTRModel`` with the model's
+  ml-1m recipe, unsharded): EBC lookups, encoder, over-arch, BCE (+ auxiliary) loss, backward
+  and an Adam step over every parameter; median ms of R steps after a warm-up; samples/s;
+* inference per user with C candidates, at the encoder (embeddings looked up beforehand, eval
+  mode, no grad): every model scores C copies of (candidate, user history), which is what a
+  model without a user cache must do; DMGIN also scores them from its cached user state
+  (``encode_user`` once + ``score_candidates``), checked equal to the full forward;
+* memory: RSS after the inputs exist, peak RSS (``ru_maxrss``) after training and at the end;
+  the process is fresh, so the peak is this model's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.synthetic_inputs import (
+    SyntheticSizes,
+    candidate_grid,
+    content_table,
+    ctr_batch,
+    encoder_inputs,
+    recipe_model_config,
+    repeat_per_candidate,
+)
+from components.model import LifelongCTRModel
+
+
+def current_rss_mib() -> float:
+    with open("/proc/self/statm") as handle:
+        pages = int(handle.read().split()[1])
+    return round(pages * resource.getpagesize() / 2**20, 1)
+
+
+def peak_rss_mib() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+
+
+def timed(step: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    """(median ms over ``repeats`` after one warm-up, last result)."""
+    result = step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = step()
+        times.append((time.perf_counter() - start) * 1e3)
+    return round(statistics.median(times), 3), result
+
+
+def measure_train(
+    model: LifelongCTRModel, batch_size: int, length: int, repeats: int, sizes: SyntheticSizes
+) -> dict[str, Any]:
+    batch = ctr_batch(batch_size, length, sizes, seed=length)
+    rss_inputs = current_rss_mib()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+
+    def step() -> float:
+        optimizer.zero_grad(set_to_none=True)
+        output = model(batch)
+        loss = F.binary_cross_entropy_with_logits(output.logits, batch.labels)
+        for aux in output.aux_logits.values():
+            loss = loss + F.binary_cross_entropy_with_logits(aux, batch.labels)
+        loss.backward()
+        optimizer.step()
+        return float(loss)
+
+    ms, loss = timed(step, repeats)
+    return {
+        "train_step_ms": ms,
+        "samples_per_s": round(batch_size / (ms / 1e3), 1),
+        "loss": loss,
+        "rss_inputs_mib": rss_inputs,
+        "train_peak_rss_mib": peak_rss_mib(),
+        "train_peak_over_inputs_mib": round(peak_rss_mib() - rss_inputs, 1),
+    }
+
+
+@torch.no_grad()
+def measure_inference(
+    model: LifelongCTRModel,
+    users: int,
+    length: int,
+    candidates: int,
+    repeats: int,
+    sizes: SyntheticSizes,
+) -> dict[str, Any]:
+    encoder = model.head.encoder.eval()
+    query, history = encoder_inputs(model.head.spec, users, length, sizes, seed=length + 1)
+    flat_query, repeated = repeat_per_candidate(query, history, candidates, sizes)
+    full_ms, full = timed(lambda: encoder(flat_query, repeated), repeats)
+    out: dict[str, Any] = {
+        "inference_users": users,
+        "candidates": candidates,
+        "inference_ms_per_user": round(full_ms / users, 3),
+        "inference_ms_per_candidate": round(full_ms / users / candidates, 4),
+    }
+    if hasattr(encoder, "encode_user"):
+        grid = candidate_grid(query, candidates, sizes)
+
+        def cached() -> torch.Tensor:
+            return encoder.score_candidates(encoder.encode_user(history), grid)
+
+        cached_ms, scores = timed(cached, repeats)
+        encode_ms, state = timed(lambda: encoder.encode_user(history), repeats)
+        score_ms, _ = timed(lambda: encoder.score_candidates(state, grid), repeats)
+        difference = (scores.reshape(full.shape) - full).abs().max()
+        out.update(
+            cached_inference_ms_per_user=round(cached_ms / users, 3),
+            cached_inference_ms_per_candidate=round(cached_ms / users / candidates, 4),
+            cached_encode_user_ms_per_user=round(encode_ms / users, 3),
+            cached_score_ms_per_user=round(score_ms / users, 3),
+            cached_over_full_per_candidate=round(cached_ms / full_ms, 4),
+            cached_max_abs_difference=float(difference),
+        )
+    return out
+
+
+def measure(
+    model_name: str, length: int, batch: int, users: int, candidates: int, repeats: int
+) -> dict[str, Any]:
+    """Every figure of one (model, L) row."""
+    torch.manual_seed(0)
+    sizes = SyntheticSizes()
+    config = recipe_model_config(model_name)
+    content = content_table(sizes) if config.encoder == "CiUBM" else None
+    model = LifelongCTRModel(config, sizes.vocab, content_embeddings=content)
+    row: dict[str, Any] = {"model": model_name, "length": length, "batch": batch}
+    row.update(measure_train(model, batch, length, repeats, sizes))
+    row.update(measure_inference(model, users, length, candidates, repeats, sizes))
+    row["peak_rss_mib"] = peak_rss_mib()
+    row["torch_threads"] = torch.get_num_threads()
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model")
+    parser.add_argument("length", type=int)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--users", type=int, default=1)
+    parser.add_argument("--candidates", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    row = measure(args.model, args.length, args.batch, args.users, args.candidates, args.repeats)
+    print(json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
