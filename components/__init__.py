@@ -12,6 +12,7 @@ from components.encoders.eta import ETA, ETAConfig
 from components.encoders.registry import build_encoder
 from components.encoders.sim import SIMConfig, SIMHard, SIMSoft
 from components.model import LifelongCTRModel, ModelConfig, ModelOutput, Vocab
+from components.tracing import LifelongTracer, trace_model
 
 __all__ = [
     "DIN",
@@ -37,4 +38,6 @@ __all__ = [
     "ModelConfig",
     "ModelOutput",
     "Vocab",
+    "LifelongTracer",
+    "trace_model",
 ]

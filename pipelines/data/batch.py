@@ -145,8 +145,19 @@ def make_batch(
         items=items,
         history_lengths=history_lengths.to(torch.int64),
         history_age=history_age.to(torch.float32),
-        history_numeric=history_numeric.to(torch.float32).reshape(n, -1),
+        history_numeric=_rows(history_numeric.to(torch.float32), n),
         labels=labels.to(torch.float32),
         weights=torch.ones(b) if weights is None else weights.to(torch.float32),
         timestamps=timestamps.to(torch.int64),
     )
+
+
+def _rows(numeric: torch.Tensor, n: int) -> torch.Tensor:
+    """``[N, F]`` numeric fields; a flat ``[N * F]`` tensor is reshaped (N = 0 keeps F)."""
+    if numeric.dim() == 2:
+        if numeric.shape[0] != n:
+            raise ValueError(f"history_numeric has {numeric.shape[0]} rows, but N = {n}")
+        return numeric
+    if n == 0:
+        return numeric.reshape(0, 0)
+    return numeric.reshape(n, -1)
