@@ -14,9 +14,14 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
+import platform
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from pipelines import prepare as prepare_cli
 from pipelines.config import load_config
@@ -28,6 +33,22 @@ MODELS = {
     "DMGIN": "recipes/configs/main_dmgin.yaml",
     "SIMHard": "recipes/configs/main_simhard.yaml",
 }
+
+
+def run_environment() -> dict[str, Any]:
+    """Machine, CPU count, UTC date and git commit of this run (for the README results)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "date": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "commit": commit,
+    }
 
 
 def ensure_dataset(out: Path, dataset: str) -> PreparedDataset:
@@ -83,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(
             {
                 "dataset": name,
+                "environment": run_environment(),
                 "rows": [{"model": r[0], **r[1], "train_seconds": r[2]} for r in rows],
             },
             indent=2,

@@ -1,0 +1,237 @@
+"""Render the README "Results" section from ``benchmarks/results/*.json``.
+
+Usage::
+
+    python -m benchmarks.report            # rewrite README.md between the results markers
+    python -m benchmarks.report --check    # exit 1 if README.md is not what the JSON renders
+    python -m benchmarks.report --print    # print the section only
+
+Each block names the command that produced it and where it was measured (machine, date,
+commit). The main job's summary (``runs/main/summary.json``) is copied into
+``benchmarks/results/main_job.json`` when it is newer, so the committed results are complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import REPO_ROOT, RESULTS_DIR, fmt, markdown_table, read_json
+
+README = REPO_ROOT / "README.md"
+BEGIN = "<!-- results:begin (python -m benchmarks.report) -->"
+END = "<!-- results:end -->"
+MAIN_SUMMARY = REPO_ROOT / "runs" / "main" / "summary.json"
+
+PAPERS = (
+    "No paper's protocol matches these datasets (papers.md section 11: SIM and ETA report plain "
+    "AUC on Taobao/Amazon Books, DIN user-weighted AUC on MovieLens-20M with a user split, and "
+    "DMGIN's table was not retrievable), so no paper number is put beside ours as if comparable. "
+    "For scale only: DIN reports 0.7348 on MovieLens-20M (rating >= 4, user split, "
+    "impression-weighted per-user AUC)."
+)
+
+
+def where(env: dict[str, Any] | None) -> str:
+    """``measured on <machine>, <cpus> CPUs, <date>, commit <sha>``."""
+    if not env:
+        return ""
+    commit = (env.get("commit") or "?")[:10] + (" (dirty)" if env.get("dirty") else "")
+    return f"_Measured on {env.get('machine')}, {env.get('cpus')} CPUs, {env.get('date')}, commit {commit}._"
+
+
+def main_job_section(results: Path) -> str | None:
+    summary = read_json(results / "main_job.json")
+    if not summary:
+        return None
+    rows = [
+        [r["model"], fmt(r.get("auc")), fmt(r.get("gauc")), fmt(r.get("logloss")),
+         "-" if r.get("train_seconds") is None else f"{r['train_seconds']:.0f}"]
+        for r in summary["rows"]
+    ]  # fmt: skip
+    lines = [
+        f"### Main job (`bash scripts/main.sh`), test split of {summary['dataset']}",
+        markdown_table(["model", "AUC", "GAUC", "logloss", "train s"], rows),
+    ]
+    if summary.get("environment"):
+        lines.append(where(summary["environment"]))
+    return "\n\n".join(lines)
+
+
+def quality_sections(results: Path) -> list[str]:
+    paths = sorted(results.glob("quality_*.json"))
+    if not paths:
+        return []
+    from benchmarks.quality import render_quality_markdown
+
+    sections = []
+    for path in paths:
+        data = read_json(path)
+        if data and data.get("smoke"):
+            continue
+        sections.append(render_quality_markdown(data))
+        png = path.with_suffix(".png")
+        if png.is_file():
+            sections.append(f"![{path.stem}]({png.relative_to(REPO_ROOT).as_posix()})")
+    if sections:
+        sections.append(PAPERS)
+    return sections
+
+
+def cost_section(results: Path) -> str | None:
+    data = read_json(results / "cost.json")
+    if not data or data["settings"].get("smoke"):
+        return None
+    from benchmarks.cost import render_markdown
+
+    t = data["targets"]
+    lines = [
+        "### Cost as L grows (`python -m benchmarks.cost`)",
+        render_markdown(data),
+        f"Targets at L={t['length']:,}: DMGIN step / SIMHard = {t['dmgin_step_over_simhard']} "
+        f"(target <= 1.3), DINFull step / DMGIN = {t['dinfull_step_over_dmgin']} (>= 10), "
+        f"DMGIN cached / full per candidate = {t['dmgin_cached_over_full_per_candidate']} "
+        f"(<= 0.2).",
+        "![cost](benchmarks/results/cost.png)",
+        where(data.get("environment")),
+    ]
+    return "\n\n".join(lines)
+
+
+def encoders_section(results: Path) -> str | None:
+    data = read_json(results / "encoders.json")
+    if not data or data["settings"].get("smoke"):
+        return None
+    from benchmarks.encoders import render_markdown
+
+    t = data["targets"]
+    lines = [
+        "### Encoders alone (`python -m benchmarks.encoders`)",
+        render_markdown(data),
+        f"Targets at L={t['length']:,}: DMGIN / SIMHard = {t['dmgin_over_simhard']} (<= 1.3), "
+        f"DINFull / DMGIN = {t['dinfull_over_dmgin']} (>= 10), group_behaviors vs pandas = "
+        f"{t['grouping_speedup_vs_pandas']}x (>= 50x), grouping share of a DMGIN step = "
+        f"{t['grouping_share_of_dmgin_step']} (<= 0.10).",
+        where(data.get("environment")),
+    ]
+    return "\n\n".join(lines)
+
+
+def data_section(results: Path) -> str | None:
+    data = read_json(results / "data.json")
+    if not data or data.get("mode") == "smoke":
+        return None
+    p = data["prepare"]
+    rows = [
+        [f"{r['history_length']:,}", f"{r['samples_per_s']:,.0f}", f"{r['peak_rss_mib']:,.0f}"]
+        for r in data["loader"]
+    ]
+    return "\n\n".join(
+        [
+            "### Data layer (`python -m benchmarks.data`)",
+            f"Prepare {p['dataset']}: {p['seconds']:.1f} s for {p['events']:,} events "
+            f"(peak RSS {p['peak_rss_mib']:.0f} MiB).",
+            markdown_table(["history length", "loader samples/s", "peak RSS MiB"], rows),
+            f"_Measured on {data.get('machine')}._",
+        ]
+    )
+
+
+def content_section(results: Path) -> str | None:
+    data = read_json(results / "content.json")
+    if not data:
+        return None
+    rows = []
+    for ds in data["datasets"]:
+        csft = ds["csft"]
+        ks = ", ".join(
+            f"K={c['k']}: {c['compression_ratio_of_medians']:.2f}" for c in ds["clusters"]
+        )
+        rows.append(
+            [
+                ds["dataset"],
+                f"{ds['embed_seconds_cold']:.0f} / {ds['embed_seconds_cached']:.2f}",
+                f"{csft['raw']['recall@10']:.4f} -> {csft['aligned']['recall@10']:.4f}",
+                f"{csft['raw']['recall@50']:.4f} -> {csft['aligned']['recall@50']:.4f}",
+                ks,
+            ]
+        )
+    header = ["dataset", "embed s cold / cached", "recall@10 raw -> C-SFT",
+              "recall@50 raw -> C-SFT", "median groups / median length"]  # fmt: skip
+    return "\n\n".join(
+        ["### Content (`python -m benchmarks.content`)", markdown_table(header, rows)]
+    )
+
+
+def render(results: Path = RESULTS_DIR) -> str:
+    """The whole Results section (without the markers)."""
+    blocks = ["## Results", "Rendered by `python -m benchmarks.report` from `benchmarks/results/`."]
+    main = main_job_section(results)
+    if main:
+        blocks.append(main)
+    quality = quality_sections(results)
+    blocks += quality or ["_No quality benchmark results yet (`python -m benchmarks.quality`)._"]
+    builders: list[Callable[[Path], str | None]] = [
+        encoders_section,
+        cost_section,
+        data_section,
+        content_section,
+    ]
+    blocks += [block for build in builders if (block := build(results))]
+    return "\n\n".join(blocks) + "\n"
+
+
+def refresh_main_summary(results: Path) -> None:
+    """Copy ``runs/main/summary.json`` into the results when it is newer."""
+    target = results / "main_job.json"
+    if MAIN_SUMMARY.is_file() and (
+        not target.is_file() or MAIN_SUMMARY.stat().st_mtime > target.stat().st_mtime
+    ):
+        shutil.copyfile(MAIN_SUMMARY, target)
+
+
+def replace_section(readme: str, section: str) -> str:
+    if BEGIN not in readme or END not in readme:
+        raise SystemExit(f"{README}: markers {BEGIN!r} / {END!r} are missing")
+    head, rest = readme.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{BEGIN}\n{section}{END}{tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--readme", type=Path, default=README)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="fail if the README is stale")
+    mode.add_argument("--print", action="store_true", help="print the section only")
+    args = parser.parse_args(argv)
+    if not args.check and args.results == RESULTS_DIR:
+        refresh_main_summary(args.results)
+    section = render(args.results)
+    if args.print:
+        print(section)
+        return 0
+    current = args.readme.read_text()
+    updated = replace_section(current, section)
+    if args.check:
+        if updated != current:
+            diff = difflib.unified_diff(current.splitlines(), updated.splitlines(), lineterm="")
+            print("\n".join(list(diff)[:60]), file=sys.stderr)
+            print(f"{args.readme} is stale: run python -m benchmarks.report", file=sys.stderr)
+            return 1
+        return 0
+    tmp = args.readme.with_name(args.readme.name + ".tmp")
+    tmp.write_text(updated)
+    tmp.replace(args.readme)
+    print(f"updated the Results section of {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
