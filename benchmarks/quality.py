@@ -1,0 +1,376 @@
+"""Quality benchmark: every model variant trained the same way on one dataset, several seeds.
+
+For each (variant, learning rate, seed) a fresh child process runs::
+
+    python -m pipelines.train --config recipes/configs/<prefix>_<recipe>.yaml key=value...
+
+with the variant's overrides (:mod:`benchmarks.variants`), the dataset's paths
+(:mod:`benchmarks.quality_data`), ``optim.dense_lr`` from the grid, ``train.epochs``, the seed
+(``train.seed`` and ``loader.seed``), no mid-epoch checkpoints, and ``train.output_dir`` under
+``runs/bench/quality/<dataset>/<variant>/lr<lr>_s<seed>``. The child's output goes to
+``bench.log`` there; its ``metrics.json`` gives valid/test AUC, GAUC, logloss, train seconds and
+the trainer's own peak RSS. Embedding dims, batch, history length and the sparse optimizer come
+from the recipes, which share them (the results file records which settings are identical for
+every model and which differ).
+
+Resumable: each finished run is recorded at once in ``<results-dir>/quality_<dataset>.json``
+(locked, atomic) under its variant and ``lr<lr>_s<seed>`` with the hash of its resolved config;
+a run already recorded as ok with the same hash is skipped, so a killed benchmark continues
+where it stopped and a changed recipe re-runs only what it changes. A failed run is recorded
+with its log tail and the benchmark goes on; the exit code is 1 when any run failed.
+
+The learning rate is chosen per model by mean valid AUC over seeds (:mod:`quality_report`);
+``quality_<dataset>.md`` and ``.png`` are rewritten from the JSON at the end.
+
+Usage::
+
+    python -m benchmarks.quality --dataset ml-1m-u2999 [--models all|DIN,DMGIN,...]
+        [--seeds 0,1,2] [--lrs 0.001,0.003] [--epochs 2] [--data-dir data] [--k 64]
+    python -m benchmarks.quality --smoke --results-dir /tmp/out   # tiny synthetic run, < 1 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from benchmarks.common import (
+    REPO_ROOT,
+    RESULTS_DIR,
+    environment,
+    finite_or_none,
+    git_state,
+    read_json,
+    run_logged,
+    tail,
+    update_json,
+    utc_now,
+    write_text_atomic,
+)
+from benchmarks.quality_data import (
+    DATASETS,
+    DatasetSpec,
+    dataset_facts,
+    ensure_content,
+    ensure_groups,
+    ensure_prepared,
+    floor_metrics,
+)
+from benchmarks.quality_report import plot_quality, render_quality_markdown, summarize
+from benchmarks.variants import (
+    VARIANTS,
+    Variant,
+    config_hash,
+    config_overrides,
+    parse_models,
+    recipe_path,
+)
+
+__all__ = ["main", "render_quality_markdown", "summarize"]
+
+LR_KEY = "optim.dense_lr"
+#: same for every run: no mid-epoch checkpoints (the epoch-end one is kept), test scored
+BENCH_OVERRIDES = ("train.checkpoint_every=0", "train.keep_checkpoints=1", "train.eval_test=true")
+SMOKE_MODELS = "DIN,SIMHard,DMGIN,CiUBM"
+#: the smoke data has 640 train samples: 4 steps of 64 (a recipe batch of 1024 gives none, as
+#: train batches drop the last partial one); only the plumbing is tested, not the quality
+SMOKE_OVERRIDES = (
+    "loader.batch_size=64",
+    "loader.max_len=200",
+    "train.eval_batch_size=256",
+    "train.max_steps=4",
+)
+SMOKE_LR = 0.002  # the recipes' dense_lr
+#: settings compared across the planned configs ("identical for every model" in the report)
+SHARED_KEYS = (
+    ("model", "embedding_dim"),
+    ("model", "behavior_dim"),
+    ("model", "over_arch"),
+    ("model", "use_user_embedding"),
+    ("model", "numeric_summary"),
+    ("loader", "batch_size"),
+    ("loader", "max_len"),
+    ("optim", "sparse"),
+    ("optim", "sparse_lr"),
+    ("optim", "dense"),
+    ("optim", "weight_decay"),
+    ("train", "epochs"),
+    ("train", "eval_batch_size"),
+    ("model", "encoder_config"),
+    ("model", "group_key"),
+)
+
+
+@dataclass
+class PlannedRun:
+    """One training run: the variant at one learning rate and seed."""
+
+    variant: Variant
+    lr: float
+    seed: int
+    config: Path
+    overrides: list[str]
+    hash: str
+    output_dir: Path
+    resolved: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return f"lr{self.lr:g}_s{self.seed}"
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def plan_runs(
+    spec: DatasetSpec,
+    root: Path,
+    models: list[str],
+    lrs: list[float],
+    seeds: list[int],
+    extra: list[str],
+    runs_dir: Path,
+    groups: Path | None,
+    content: Path | None,
+) -> list[PlannedRun]:
+    """Every (variant, lr, seed), its config loaded and validated before anything trains."""
+    from pipelines.config import load_config, to_dict
+
+    tokens = {str(root): f"<{spec.name}>"}
+    plan = []
+    for name in models:
+        variant = VARIANTS[name]
+        config = recipe_path(spec.recipe_prefix, variant)
+        for lr in lrs:
+            for seed in seeds:
+                out = runs_dir / spec.name / name / f"lr{lr:g}_s{seed}"
+                overrides = [
+                    *config_overrides(variant, root, groups, content),
+                    *extra,
+                    f"{LR_KEY}={lr}",
+                    f"train.seed={seed}",
+                    f"loader.seed={seed}",
+                    f"train.output_dir={out}",
+                ]
+                loaded = load_config(config, overrides)
+                digest = config_hash(loaded, tokens)
+                run = PlannedRun(variant, lr, seed, config, overrides, digest, out, to_dict(loaded))
+                plan.append(run)
+    return plan
+
+
+def shared_settings(plan: list[PlannedRun]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """``(identical for every planned run, differing -> distinct values)`` over SHARED_KEYS."""
+    shared: dict[str, Any] = {}
+    differs: dict[str, list[Any]] = {}
+    for section, key in SHARED_KEYS:
+        values: list[Any] = []
+        for run in plan:
+            value = run.resolved[section][key]
+            if value not in values:
+                values.append(value)
+        if len(values) == 1:
+            shared[f"{section}.{key}"] = values[0]
+        elif values:
+            differs[f"{section}.{key}"] = values
+    return shared, differs
+
+
+def _metrics(block: dict[str, Any] | None) -> dict[str, float | None]:
+    block = block or {}
+    return {k: finite_or_none(block.get(k)) for k in ("auc", "gauc", "logloss", "gauc_coverage")}
+
+
+def train_one(run: PlannedRun, timeout: float | None) -> dict[str, Any]:
+    """Train ``run`` in a child process; the record to store (status ok or failed)."""
+    if run.output_dir.exists():
+        shutil.rmtree(run.output_dir)  # a stale or half-finished run of an older config
+    log = run.output_dir / "bench.log"
+    record: dict[str, Any] = {
+        "variant": run.variant.name,
+        "lr": run.lr,
+        "seed": run.seed,
+        "hash": run.hash,
+        "config": _display_path(run.config),
+        "overrides": [o for o in run.overrides if not o.startswith("train.output_dir=")],
+        "output_dir": _display_path(run.output_dir),
+        "log": _display_path(log),
+        "commit": git_state()["commit"],
+        "started": utc_now(),
+    }
+    args = ["-m", "pipelines.train", "--config", str(run.config), *run.overrides]
+    error = ""
+    start = time.perf_counter()
+    try:
+        done = run_logged(args, log, timeout=timeout)
+        returncode: int | None = done.returncode
+    except Exception as err:  # timeout or a failure to start: record it, go on
+        returncode, error = None, f"{type(err).__name__}: {err}"
+    record["wall_seconds"] = round(time.perf_counter() - start, 2)
+    metrics_path = run.output_dir / "metrics.json"
+    if returncode == 0 and metrics_path.is_file():
+        summary = read_json(metrics_path)
+        record.update(
+            status="ok",
+            valid=_metrics(summary.get("valid")),
+            test=_metrics(summary.get("test")),
+            steps=summary.get("steps"),
+            train_seconds=finite_or_none(summary.get("train_seconds")),
+            peak_rss_mib=finite_or_none(summary.get("peak_rss_mib")),
+        )
+        if record["valid"]["auc"] is not None and record["test"]["auc"] is not None:
+            return record
+        error = "metrics.json has no finite valid/test AUC"
+    elif returncode is not None:
+        error = f"exit code {returncode}" + ("" if returncode else ", no metrics.json")
+    record.update(status="failed", error=error, log_tail=tail(log))
+    return record
+
+
+def _parse_list(text: str, kind: type) -> list[Any]:
+    try:
+        values = [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError as err:
+        raise SystemExit(f"cannot parse {text!r}: {err}") from err
+    if not values:
+        raise SystemExit(f"empty list {text!r}")
+    return values
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command line; ``--smoke`` fills in its own dataset, models, seed, lr and epochs."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default=None)
+    parser.add_argument("--models", default=None, help="'all' or comma-separated variant names")
+    parser.add_argument("--seeds", default=None, help="comma-separated (default 0,1,2)")
+    parser.add_argument("--lrs", default=None, help=f"{LR_KEY} grid (default 0.001,0.003)")
+    parser.add_argument("--epochs", type=int, default=None, help="train.epochs (default 2)")
+    parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / "data")
+    parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs" / "bench" / "quality")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--k", type=int, default=64, help="K-means groups for DMGIN (content)")
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="seconds per run (default: none)"
+    )
+    parser.add_argument("--smoke", action="store_true", help="tiny synthetic run (< 1 minute)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        if args.dataset not in (None, "synthetic-smoke"):
+            parser.error("--smoke uses the synthetic-smoke dataset")
+        defaults = ("synthetic-smoke", SMOKE_MODELS, "0", str(SMOKE_LR), 1)
+    else:
+        defaults = ("ml-1m-u2999", "all", "0,1,2", "0.001,0.003", 2)
+    for name, value in zip(("dataset", "models", "seeds", "lrs", "epochs"), defaults):
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.epochs < 1:
+        parser.error("--epochs must be >= 1")
+    return args
+
+
+def write_reports(results: dict[str, Any], results_dir: Path, dataset: str) -> Path:
+    """``quality_<dataset>.md`` and ``.png`` from the results; returns the markdown path."""
+    markdown = results_dir / f"quality_{dataset}.md"
+    write_text_atomic(markdown, render_quality_markdown(results))
+    plot_quality(results, results_dir / f"quality_{dataset}.png")
+    return markdown
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 when every planned run is ok, 1 otherwise."""
+    args = parse_args(argv)
+    models = parse_models(args.models)  # exits with the known names on a typo
+    seeds = _parse_list(args.seeds, int)
+    lrs = _parse_list(args.lrs, float)
+    spec = DATASETS[args.dataset]
+    data_dir = args.data_dir.resolve()
+    results_path = args.results_dir.resolve() / f"quality_{spec.name}.json"
+
+    root = ensure_prepared(spec, data_dir)
+    groups = content = None
+    extra_info: dict[str, Any] = {}
+    if any(VARIANTS[m].groups for m in models):
+        groups, extra_info["groups"] = ensure_groups(spec, root, args.k)
+    if any(VARIANTS[m].content for m in models):
+        content, extra_info["content"] = ensure_content(spec, root)
+    extra = [*BENCH_OVERRIDES, f"train.epochs={args.epochs}"]
+    if args.smoke:
+        extra += SMOKE_OVERRIDES
+    try:
+        plan = plan_runs(
+            spec, root, models, lrs, seeds, extra, args.runs_dir.resolve(), groups, content
+        )
+    except (ValueError, FileNotFoundError) as err:  # ConfigError is a ValueError
+        raise SystemExit(f"cannot build the benchmark's configs: {err}") from err
+    shared, differs = shared_settings(plan)
+    settings = {
+        "mode": "smoke" if args.smoke else "full",
+        "smoke": args.smoke,
+        "models": models,
+        "seeds": seeds,
+        "lrs": lrs,
+        "lr_key": LR_KEY,
+        "epochs": args.epochs,
+        "k": args.k,
+        "recipe_prefix": spec.recipe_prefix,
+        "extra_overrides": extra,
+        "shared": shared,
+        "differs": differs,
+    }
+
+    def start(data: dict[str, Any]) -> None:
+        data.update(benchmark="quality", dataset=spec.name, smoke=args.smoke, settings=settings)
+        data.update(extra_info)
+        data.update(dataset_facts=dataset_facts(root), floor=floor_metrics(root))
+        data["environment"] = environment()
+        data.setdefault("runs", {})
+
+    results = update_json(results_path, start)
+    done = results["runs"]
+    counts = {"trained": 0, "skipped": 0, "failed": 0}
+    bar = tqdm(plan, desc=f"quality {spec.name}", unit="run", dynamic_ncols=True)
+    for run in bar:
+        bar.set_postfix_str(f"{run.variant.name} {run.key}")
+        previous = done.get(run.variant.name, {}).get(run.key)
+        if previous and previous.get("status") == "ok" and previous.get("hash") == run.hash:
+            counts["skipped"] += 1
+            continue
+        record = train_one(run, args.timeout)
+        record["finished"] = utc_now()
+        counts["trained" if record["status"] == "ok" else "failed"] += 1
+        if record["status"] != "ok":
+            tqdm.write(f"FAILED {run.variant.name} {run.key}: {record['error']} ({record['log']})")
+
+        def store(data: dict[str, Any], run: PlannedRun = run, record: dict = record) -> None:
+            data.setdefault("runs", {}).setdefault(run.variant.name, {})[run.key] = record
+
+        results = update_json(results_path, store)
+    bar.close()
+
+    def finish(data: dict[str, Any]) -> None:
+        data["last_invocation"] = {**counts, "planned": len(plan), "finished": utc_now()}
+        data["summary"] = summarize(data)
+
+    results = update_json(results_path, finish)
+    markdown = write_reports(results, results_path.parent, spec.name)
+    print(render_quality_markdown(results))
+    print(
+        f"{counts['trained']} trained, {counts['skipped']} skipped (already recorded), "
+        f"{counts['failed']} failed -> {results_path}, {markdown}"
+    )
+    return 1 if counts["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Summary, markdown and plot of a quality results file (``benchmarks/results/quality_*.json``).
+
+Everything here is a pure function of the results dict that :mod:`benchmarks.quality` writes, so
+the README renderer can rebuild the tables from the JSON alone:
+
+* :func:`summarize`: per model, the learning rate with the best mean valid AUC over seeds, and
+  test AUC / GAUC / logloss (mean ± std over seeds), train seconds and peak RSS at that rate;
+* :func:`render_quality_markdown`: the tables (models + the no-model floor, valid AUC per
+  learning rate, failed runs), settings, dataset facts and environment;
+* :func:`plot_quality`: bar plot of test AUC with std error bars and the floor as a line.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import fmt, fmt_mean_std, markdown_table, mean_std
+from benchmarks.variants import QUALITY_MODELS, VARIANTS
+
+METRIC_NOTE = (
+    "AUC: plain ROC AUC over all samples of the split. GAUC: per-user AUC weighted by the "
+    "user's impressions, over users having both labels. logloss: mean binary cross-entropy. "
+    "All three are reported every time (papers.md section 11, rule 1); the numbers follow this "
+    "repository's preprocessing and time split, so they are not comparable with the papers' "
+    "tables (rule 2)."
+)
+
+
+def _lr_key(lr: float) -> str:
+    return f"{lr:g}"
+
+
+def _metric(records: list[dict[str, Any]], split: str, name: str) -> dict[str, float | None]:
+    return mean_std([r[split][name] for r in records if r.get(split, {}).get(name) is not None])
+
+
+def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per recorded model (benchmark order): the chosen lr and its statistics.
+
+    The learning rate is chosen per model by the mean valid AUC over the successful seeds
+    (ties: the smaller rate); test numbers are never looked at for the choice.
+    """
+    runs = results.get("runs", {})
+    order = [n for n in QUALITY_MODELS if n in runs] + sorted(set(runs) - set(QUALITY_MODELS))
+    rows = []
+    for name in order:
+        records = list(runs[name].values())
+        ok = [r for r in records if r.get("status") == "ok"]
+        row: dict[str, Any] = {
+            "model": name,
+            "note": VARIANTS[name].note if name in VARIANTS else "",
+            "runs": len(records),
+            "failed": len(records) - len(ok),
+            "lr": None,
+        }
+        by_lr: dict[float, list[dict[str, Any]]] = defaultdict(list)
+        for record in ok:
+            by_lr[float(record["lr"])].append(record)
+        valid_by_lr = {lr: _metric(rs, "valid", "auc")["mean"] for lr, rs in by_lr.items()}
+        row["valid_auc_by_lr"] = {_lr_key(lr): v for lr, v in sorted(valid_by_lr.items())}
+        scored = [lr for lr in sorted(valid_by_lr) if valid_by_lr[lr] is not None]
+        if scored:
+            chosen = max(scored, key=lambda lr: valid_by_lr[lr])  # first max: smallest lr
+            picked = by_lr[chosen]
+            rss = [r["peak_rss_mib"] for r in picked if r.get("peak_rss_mib") is not None]
+            row.update(
+                lr=chosen,
+                seeds=sorted(int(r["seed"]) for r in picked),
+                valid_auc=_metric(picked, "valid", "auc"),
+                test_auc=_metric(picked, "test", "auc"),
+                test_gauc=_metric(picked, "test", "gauc"),
+                test_logloss=_metric(picked, "test", "logloss"),
+                train_seconds=mean_std([r["train_seconds"] for r in picked]),
+                peak_rss_mib=max(rss) if rss else None,
+            )
+        rows.append(row)
+    return rows
+
+
+def _settings_lines(results: dict[str, Any]) -> list[str]:
+    s = results.get("settings", {})
+    lines = []
+    if s:
+        lines.append(
+            f"Settings: {s.get('epochs')} epoch(s), seeds {s.get('seeds')}, learning-rate grid "
+            f"{s.get('lrs')} on `{s.get('lr_key')}` (the rest of `optim` as in the recipes), "
+            f"recipes `recipes/configs/{s.get('recipe_prefix')}_*.yaml`"
+            + (" with the smoke overrides" if s.get("mode") == "smoke" else "")
+            + "."
+        )
+    shared = s.get("shared") or {}
+    if shared:
+        same = ", ".join(f"`{k}={v}`" for k, v in sorted(shared.items()))
+        lines.append(f"Identical for every model: {same}.")
+    differs = s.get("differs") or {}
+    if differs:
+        lines.append(
+            "Differs between models: " + ", ".join(f"`{k}`" for k in sorted(differs)) + "."
+        )
+    if s.get("extra_overrides"):
+        lines.append("Benchmark overrides: " + ", ".join(f"`{o}`" for o in s["extra_overrides"]))
+    if results.get("groups"):
+        lines.append(f"DMGIN content-cluster groups: {results['groups'].get('source')}.")
+    if results.get("content"):
+        lines.append(f"CiUBM content: {results['content']}.")
+    return lines
+
+
+def _facts_line(results: dict[str, Any]) -> str:
+    facts = results.get("dataset_facts") or {}
+    counts = facts.get("counts") or {}
+    splits = facts.get("splits") or {}
+    parts = [f"`{facts.get('dataset')}`"]
+    parts += [f"{counts[k]:,} {k}" for k in ("users", "items", "events") if k in counts]
+    if splits:
+        parts.append("samples " + " / ".join(f"{k} {v:,}" for k, v in sorted(splits.items())))
+    text = "Data: " + ", ".join(parts) + "."
+    if facts.get("label_rule"):
+        text += f" Label: {facts['label_rule']}."
+    return text
+
+
+def _env_line(env: dict[str, Any]) -> str:
+    if not env:
+        return ""
+    commit = (env.get("commit") or "?")[:10] + (" (dirty)" if env.get("dirty") else "")
+    return (
+        f"Measured on {env.get('machine')} ({env.get('cpus')} CPUs), Python {env.get('python')}, "
+        f"torch {env.get('torch')}, torchrec {env.get('torchrec')}, fbgemm-gpu "
+        f"{env.get('fbgemm_gpu')}, commit {commit}, {env.get('date')}."
+    )
+
+
+def render_quality_markdown(results: dict[str, Any]) -> str:
+    """The markdown report of one quality results file."""
+    rows = summarize(results)
+    dataset = results.get("dataset")
+    title = f"### Quality on {dataset} (`python -m benchmarks.quality --dataset {dataset}`)"
+    if results.get("smoke"):
+        title += " (smoke: tiny synthetic data, numbers mean nothing)"
+    header = ["model", "what", "lr", "valid AUC", "test AUC", "test GAUC", "test logloss"]
+    header += ["train s", "peak RSS MiB", "ok runs"]
+    table = []
+    for r in rows:
+        ok_runs = f"{r['runs'] - r['failed']}/{r['runs']}"
+        if r["lr"] is None:
+            table.append([r["model"], r["note"], "-", "-", "-", "-", "-", "-", "-", ok_runs])
+            continue
+        table.append(
+            [
+                r["model"],
+                r["note"],
+                _lr_key(r["lr"]),
+                fmt_mean_std(r["valid_auc"]),
+                fmt_mean_std(r["test_auc"]),
+                fmt_mean_std(r["test_gauc"]),
+                fmt_mean_std(r["test_logloss"]),
+                fmt_mean_std(r["train_seconds"], 1),
+                fmt(r["peak_rss_mib"], 0),
+                ok_runs,
+            ]
+        )
+    floor = results.get("floor") or {}
+    if floor:
+        v, t = floor.get("valid", {}), floor.get("test", {})
+        table.append(
+            ["floor (no model)", "smoothed user + item label rate", "-", fmt(v.get("auc"))]
+            + [fmt(t.get("auc")), fmt(t.get("gauc")), fmt(t.get("logloss")), "-", "-", "-"]
+        )
+    out = [title, "", _facts_line(results), "", *_settings_lines(results), ""]
+    out += [markdown_table(header, table), "", METRIC_NOTE, ""]
+    lrs = sorted({lr for r in rows for lr in r["valid_auc_by_lr"]}, key=float)
+    if len(lrs) > 1:
+        out += ["Mean valid AUC per learning rate (the choice above):", ""]
+        by_lr = [[r["model"]] + [fmt(r["valid_auc_by_lr"].get(lr)) for lr in lrs] for r in rows]
+        out += [markdown_table(["model", *lrs], by_lr), ""]
+    failed = [
+        f"- {name} {key}: {rec.get('error', 'failed')} (log: `{rec.get('log')}`)"
+        for name, recs in results.get("runs", {}).items()
+        for key, rec in sorted(recs.items())
+        if rec.get("status") != "ok"
+    ]
+    if failed:
+        out += ["Failed runs:", "", *failed, ""]
+    env = _env_line(results.get("environment") or {})
+    return "\n".join([*out, env] if env else out).rstrip() + "\n"
+
+
+def plot_quality(results: dict[str, Any], path: Path) -> None:
+    """Bar plot of test AUC (mean, std error bars) per model; the floor as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in summarize(results) if r["lr"] is not None and r["test_auc"]["mean"]]
+    names = [r["model"] for r in rows]
+    means = [r["test_auc"]["mean"] for r in rows]
+    stds = [r["test_auc"]["std"] or 0.0 for r in rows]
+    floor = (results.get("floor") or {}).get("test", {}).get("auc")
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(rows) + 2), 4.5))
+    bars = ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color="tab:blue")
+    ax.bar_label(bars, labels=[f"{m:.4f}" for m in means], padding=2, fontsize=8)
+    ax.set_xticks(range(len(rows)), names, rotation=40, ha="right")
+    values = [*means, *([floor] if floor is not None else [])]
+    if floor is not None:
+        ax.axhline(floor, color="tab:red", linestyle="--", label=f"no-model floor {floor:.4f}")
+        ax.legend(loc="best")
+    if values:
+        low = min([m - s for m, s in zip(means, stds)] + values)
+        high = max([m + s for m, s in zip(means, stds)] + values)
+        pad = max(0.02, 0.15 * (high - low))
+        ax.set_ylim(max(0.0, low - pad), min(1.0, high + pad))
+    ax.set_ylabel("test AUC (mean ± std over seeds)")
+    ax.set_title(f"Quality on {results.get('dataset')}")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    tmp.replace(path)

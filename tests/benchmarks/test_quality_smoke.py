@@ -1,0 +1,127 @@
+"""`python -m benchmarks.quality --smoke`: trains the smoke models, writes JSON + markdown + PNG,
+skips recorded runs on a second invocation, records failed runs and rejects unknown models.
+
+No timing thresholds. The smoke run (4 child trainings on tiny synthetic data) happens once per
+module; every path (data, runs, results) is under a temporary directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.quality import SMOKE_MODELS, main
+from benchmarks.variants import VARIANTS
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SMOKE = SMOKE_MODELS.split(",")
+RESULTS_NAME = "quality_synthetic-smoke"
+
+
+def _argv(base: Path, *extra: str) -> list[str]:
+    return [
+        "--smoke",
+        "--data-dir", str(base / "data"),
+        "--runs-dir", str(base / "runs"),
+        "--results-dir", str(base / "results"),
+        *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    base = tmp_path_factory.mktemp("quality")
+    return base, main(_argv(base))
+
+
+def _metrics_files(base: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in sorted((base / "runs").rglob("metrics.json"))}
+
+
+def test_smoke_trains_every_model_and_writes_the_reports(smoke: tuple[Path, int]) -> None:
+    base, code = smoke
+    assert code == 0
+    results_dir = base / "results"
+    result = json.loads((results_dir / f"{RESULTS_NAME}.json").read_text())
+    assert result["benchmark"] == "quality" and result["dataset"] == "synthetic-smoke"
+    assert result["smoke"] is True and result["settings"]["mode"] == "smoke"
+    assert result["last_invocation"] == {**result["last_invocation"], "trained": 4, "failed": 0}
+    assert set(result["runs"]) == set(SMOKE)
+    for name in SMOKE:
+        (record,) = result["runs"][name].values()  # 1 lr x 1 seed
+        assert record["status"] == "ok", record.get("log_tail")
+        assert record["variant"] == name and record["steps"] > 0
+        for split in ("valid", "test"):
+            auc = record[split]["auc"]
+            assert math.isfinite(auc) and 0.0 <= auc <= 1.0, (name, split, auc)
+            assert record[split]["logloss"] > 0
+        assert record["peak_rss_mib"] > 0 and record["train_seconds"] > 0
+        assert (base / "runs" / "synthetic-smoke" / name / "lr0.002_s0" / "metrics.json").is_file()
+    # the summary picked the only lr; the floor is there and is a real AUC
+    assert [row["model"] for row in result["summary"]] == [m for m in VARIANTS if m in SMOKE]
+    assert all(
+        row["lr"] == 0.002 and row["test_auc"]["mean"] is not None for row in result["summary"]
+    )
+    assert 0.0 < result["floor"]["test"]["auc"] < 1.0
+    assert result["dataset_facts"]["counts"]["users"] == 40
+    assert result["environment"]["torch"] and result["environment"]["date"]
+    # every model runs the same dims, batch and optimizer: only encoder settings differ
+    assert set(result["settings"]["differs"]) <= {"model.encoder_config", "model.group_key"}
+    assert result["settings"]["shared"]["model.embedding_dim"] == 16
+
+    markdown = (results_dir / f"{RESULTS_NAME}.md").read_text()
+    table_rows = [line for line in markdown.splitlines() if line.startswith("| ")]
+    for name in SMOKE:
+        assert any(line.startswith(f"| {name} |") for line in table_rows), name
+    assert any(line.startswith("| floor (no model) |") for line in table_rows)
+    png = (results_dir / f"{RESULTS_NAME}.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 1000
+    assert not list(results_dir.glob("*.tmp"))  # written via temp files, then renamed
+
+
+def test_second_invocation_skips_every_recorded_run(smoke: tuple[Path, int]) -> None:
+    base, _ = smoke
+    path = base / "results" / f"{RESULTS_NAME}.json"
+    before = json.loads(path.read_text())
+    trained = _metrics_files(base)
+    assert len(trained) == len(SMOKE)
+
+    assert main(_argv(base)) == 0
+
+    after = json.loads(path.read_text())
+    assert after["last_invocation"] == {**after["last_invocation"], "trained": 0, "skipped": 4}
+    assert after["runs"] == before["runs"]  # same records, hashes and metrics
+    assert _metrics_files(base) == trained  # no run was trained again
+
+
+def test_a_failed_run_is_recorded_and_the_exit_code_says_so(tmp_path: Path) -> None:
+    # a timeout far shorter than any training: the child is killed, the run recorded as failed
+    code = main(_argv(tmp_path, "--models", "DIN,SIMHard", "--timeout", "0.01"))
+    assert code == 1
+    result = json.loads((tmp_path / "results" / f"{RESULTS_NAME}.json").read_text())
+    assert result["last_invocation"] == {**result["last_invocation"], "failed": 2, "trained": 0}
+    for name in ("DIN", "SIMHard"):  # the benchmark went on after the first failure
+        (record,) = result["runs"][name].values()
+        assert record["status"] == "failed" and "TimeoutExpired" in record["error"]
+        assert "pipelines.train" in record["log_tail"]
+    markdown = (tmp_path / "results" / f"{RESULTS_NAME}.md").read_text()
+    assert "Failed runs:" in markdown and "| floor (no model) |" in markdown
+    assert (tmp_path / "results" / f"{RESULTS_NAME}.png").stat().st_size > 0
+
+
+def test_unknown_model_exits_nonzero_with_the_known_names(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.quality", *_argv(tmp_path, "--models", "DIN,NoSuch")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "unknown model(s) ['NoSuch']" in done.stderr and "DMGIN" in done.stderr
+    assert not (tmp_path / "results").exists()  # nothing measured, nothing written
