@@ -32,7 +32,9 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> PreparedDataset:
 
 def _vocab(dataset: PreparedDataset) -> Vocab:
     v = dataset.vocab
-    return Vocab(v["users"], v["items"], v["categories"], v["behaviors"], len(dataset.numeric_fields))
+    return Vocab(
+        v["users"], v["items"], v["categories"], v["behaviors"], len(dataset.numeric_fields)
+    )
 
 
 def _batch(dataset: PreparedDataset):  # noqa: ANN202 (a pipelines Batch)
@@ -97,4 +99,3 @@ def test_content_table_must_fit_the_item_vocabulary_and_the_encoder(
         LifelongCTRModel(
             ModelConfig(encoder="DIN"), vocab, content_embeddings=torch.zeros(vocab.items, 4)
         )
-

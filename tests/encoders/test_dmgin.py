@@ -173,8 +173,6 @@ def test_target_group_statistics_match_a_naive_count() -> None:
         means = (
             history.numeric[same].mean(dim=0) if same else torch.zeros(SPEC.num_numeric)
         ).tolist()
-        newest = (
-            math.log1p(min(float(history.age[r]) for r in same) / 86400.0) if same else 0.0
-        )
+        newest = math.log1p(min(float(history.age[r]) for r in same) / 86400.0) if same else 0.0
         expected = torch.tensor([math.log1p(c) for c in counts] + means + [newest])
         torch.testing.assert_close(out[i], expected, atol=1e-5, rtol=1e-5)
