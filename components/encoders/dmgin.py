@@ -98,9 +98,11 @@ class DMGINUserState:
     Attributes:
         groups: ``[B, G, H]`` evolved group vectors.
         group_mask: ``[B, G]``.
-        behaviors: ``[N, H]`` projected behavior features (for target-group attention).
+        embeddings: ``[N, D]`` behavior embeddings (projected lazily: only the rows the
+            target-group attention reads).
+        behavior_embeddings: ``[N, D_b]`` behavior-type embeddings.
         group_ids: ``[N]`` group of each behavior.
-        offsets: ``[B + 1]`` jagged offsets of ``behaviors``.
+        offsets: ``[B + 1]`` jagged offsets of the N rows.
         behavior_ids: ``[N]`` behavior type of each behavior.
         age: ``[N]`` seconds before the query time.
         numeric: ``[N, F]`` numeric fields.
@@ -108,7 +110,8 @@ class DMGINUserState:
 
     groups: torch.Tensor
     group_mask: torch.Tensor
-    behaviors: torch.Tensor
+    embeddings: torch.Tensor
+    behavior_embeddings: torch.Tensor
     group_ids: torch.Tensor
     offsets: torch.Tensor
     behavior_ids: torch.Tensor
@@ -176,24 +179,44 @@ class DMGIN(SequenceEncoder):
 
     # -- candidate independent ----------------------------------------------------------------
 
-    def behavior_features(self, history: History) -> torch.Tensor:
-        """``[N, H]`` projection of (item/category embedding, behavior embedding, log age)."""
-        age_days = torch.log1p(history.age.clamp_min(0) / SECONDS_PER_DAY).unsqueeze(1)
-        return self.behavior_proj(
-            torch.cat([history.embeddings, history.behavior_embeddings, age_days], dim=1)
+    def behavior_features(
+        self,
+        embeddings: torch.Tensor,
+        behavior_embeddings: torch.Tensor,
+        age: torch.Tensor,
+        index: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """``[*index.shape, H]`` projection of (item/category embedding, behavior embedding,
+        log age) of the behaviors at ``index`` (rows into N; masked slots are 0).
+
+        Gather first, project second: a user costs O(G*M + K) projected rows, not O(L)."""
+        age_days = torch.log1p(
+            jagged.gather_padded(age.unsqueeze(1), index, mask).clamp_min(0) / SECONDS_PER_DAY
         )
+        features = torch.cat(
+            [
+                jagged.gather_padded(embeddings, index, mask),
+                jagged.gather_padded(behavior_embeddings, index, mask),
+                age_days,
+            ],
+            dim=-1,
+        )
+        return self.behavior_proj(features) * mask.unsqueeze(-1).to(features.dtype)
 
     def encode_user(self, history: History) -> DMGINUserState:
         cfg = self.config
-        x = self.behavior_features(history)
+        device = history.embeddings.device
+        dtype = history.embeddings.dtype
         b = history.lengths.shape[0]
         h = cfg.hidden_dim
         if self.group_attention is None:
-            empty = torch.zeros(b, 1, h, device=x.device)
+            empty = torch.zeros(b, 1, h, device=device, dtype=dtype)
             return DMGINUserState(
                 empty,
-                torch.zeros(b, 1, dtype=torch.bool, device=x.device),
-                x,
+                torch.zeros(b, 1, dtype=torch.bool, device=device),
+                history.embeddings,
+                history.behavior_embeddings,
                 history.group_ids,
                 history.offsets,
                 history.behavior_ids,
@@ -216,8 +239,14 @@ class DMGIN(SequenceEncoder):
             # only the V valid groups go through the transformer: [V, M, H]
             valid = grouped.group_mask
             inner_mask = grouped.behavior_mask[valid]
-            slots = jagged.gather_padded(x, grouped.behavior_index[valid], inner_mask)
-            pooled = torch.zeros(b, g, h, device=x.device, dtype=x.dtype)
+            slots = self.behavior_features(
+                history.embeddings,
+                history.behavior_embeddings,
+                history.age,
+                grouped.behavior_index[valid],
+                inner_mask,
+            )
+            pooled = torch.zeros(b, g, h, device=device, dtype=dtype)
             if slots.shape[0]:
                 encoded = masked_mean(self.intra(slots, inner_mask), inner_mask)
                 pooled = pooled.index_put((valid,), encoded)
@@ -233,7 +262,7 @@ class DMGIN(SequenceEncoder):
                 max=max(history.age.shape[0] - 1, 0)
             )
             last_age = (
-                history.age[rows] if history.age.shape[0] else torch.zeros_like(rows, dtype=x.dtype)
+                history.age[rows] if history.age.shape[0] else torch.zeros_like(rows, dtype=dtype)
             )
             times = -last_age * grouped.group_mask  # larger = more recent
             for layer in self.hstu:
@@ -241,7 +270,8 @@ class DMGIN(SequenceEncoder):
         return DMGINUserState(
             groups,
             grouped.group_mask,
-            x,
+            history.embeddings,
+            history.behavior_embeddings,
             history.group_ids,
             history.offsets,
             history.behavior_ids,
@@ -284,15 +314,19 @@ class DMGIN(SequenceEncoder):
         keys = state.group_ids[rows]
         query_groups = candidates.group_ids.reshape(b * c)
         segment = jagged.segment_ids(rep_offsets, keys.shape[0])
-        same = (keys == query_groups[segment]).to(state.behaviors.dtype)  # [N * C]
+        same = (keys == query_groups[segment]).to(state.embeddings.dtype)  # [N * C]
         count = torch.zeros(b * c, device=same.device, dtype=same.dtype).index_add(0, segment, same)
         outputs = []
         if self.target_attention is not None:
             index, mask = hard_search(
                 keys, rep_offsets, query_groups, self.config.target_group_max_len
             )
-            kept = jagged.gather_padded(
-                state.behaviors, rows[index] if rows.numel() else index, mask
+            kept = self.behavior_features(
+                state.embeddings,
+                state.behavior_embeddings,
+                state.age,
+                rows[index] if rows.numel() else index,
+                mask,
             )
             attended = self.target_attention(candidates.embeddings.reshape(b * c, -1), kept, mask)
             outputs += [attended, torch.log1p(count).unsqueeze(1)]

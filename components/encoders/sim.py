@@ -64,11 +64,13 @@ class ExactSearchUnit(nn.Module):
     def forward(
         self, query: Query, history: History, index: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
-        parts = [history.embeddings]
+        # gather the K selected rows first, then build their keys: O(K) per sample, not O(L)
+        parts = [jagged.gather_padded(history.embeddings, index, mask)]
         if self.time is not None:
-            parts.append(self.time(history.age))
-        parts.append(history.behavior_embeddings)
-        keys = jagged.gather_padded(torch.cat(parts, dim=1), index, mask)
+            age = jagged.gather_padded(history.age, index, mask)
+            parts.append(self.time(age) * mask.unsqueeze(-1).to(age.dtype))
+        parts.append(jagged.gather_padded(history.behavior_embeddings, index, mask))
+        keys = torch.cat(parts, dim=-1)
         return self.attention(query.embeddings, keys, mask)
 
 
