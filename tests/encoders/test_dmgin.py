@@ -130,6 +130,9 @@ def test_cached_state_scores_equal_the_full_forward(model: DMGIN, num_groups: in
             candidates.group_ids[:, j],
         )
         torch.testing.assert_close(scored[:, j], model(single, history), atol=1e-5, rtol=1e-5)
+    # the group index built by the first call is cached in the state and reused
+    assert state.group_index is not None and state.group_tables is not None
+    torch.testing.assert_close(model.score_candidates(state, candidates), scored)
 
 
 def test_target_group_attention_only_reads_the_candidates_group() -> None:
