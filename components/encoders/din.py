@@ -62,6 +62,20 @@ class DIN(SequenceEncoder):
 
 
 class DINFull(DIN):
-    """DIN over the whole given history (cap 100,000): the O(L) target-attention ceiling."""
+    """DIN over the whole given history (cap 100,000): the O(L) target-attention ceiling.
+
+    Jagged: the activation unit runs on the N history rows themselves, not on a ``[B, T]``
+    padding to the batch's longest history (same result as :class:`DIN` with that cap)."""
 
     config_class = DINFullConfig
+
+    def forward(self, query: Query, history: History) -> torch.Tensor:
+        n = history.embeddings.shape[0]
+        segment = jagged.segment_ids(history.offsets, n)
+        keys = history.embeddings
+        max_len = self.config.max_len
+        if n and bool((history.lengths > max_len).any()):  # keep the most recent max_len
+            from_end = history.offsets[1:][segment] - 1 - torch.arange(n, device=keys.device)
+            keep = from_end < max_len
+            keys, segment = keys[keep], segment[keep]
+        return self.unit.forward_jagged(query.embeddings, keys, segment)

@@ -32,3 +32,12 @@ class DINActivationUnit(nn.Module):
         weights = self.mlp(torch.cat([q, keys, q - keys, q * keys], dim=-1)).squeeze(-1)
         weights = weights * mask.to(weights.dtype)
         return (weights.unsqueeze(-1) * keys).sum(dim=1)
+
+    def forward_jagged(
+        self, query: torch.Tensor, keys: torch.Tensor, segment: torch.Tensor
+    ) -> torch.Tensor:
+        """The same pooling without padding: ``query [B, D]``, ``keys [N, D]`` jagged rows,
+        ``segment [N]`` sample of each row -> ``[B, D]`` (O(N), not O(B * max length))."""
+        q = query[segment]
+        weights = self.mlp(torch.cat([q, keys, q - keys, q * keys], dim=-1))  # [N, 1]
+        return torch.zeros_like(query).index_add(0, segment, weights * keys)

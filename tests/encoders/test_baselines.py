@@ -86,3 +86,18 @@ def test_eta_keeps_the_k_nearest_fingerprints() -> None:
     base = encoder(query, history)
     history.embeddings.data[7] = -query.embeddings.data[0]  # now maximally far: dropped
     assert not torch.allclose(encoder(query, history), base)
+
+
+@pytest.mark.parametrize("max_len", [3, 20, 100_000])
+def test_dinfull_jagged_equals_the_padded_din(max_len: int) -> None:
+    """DINFull pools the jagged rows directly; DIN pads to [B, T]: same weights, same result."""
+    torch.manual_seed(0)
+    query, history = make_inputs([7, 0, 19, 1], seed=4)
+    full = build_encoder("DINFull", SPEC, {"max_len": max_len})
+    padded = build_encoder("DIN", SPEC, {"max_len": max_len})
+    padded.load_state_dict(full.state_dict())
+    expected = padded(query, history)
+    got = full(query, history)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    got.sum().backward()
+    assert history.embeddings.grad is not None and query.embeddings.grad is not None
