@@ -314,40 +314,22 @@ class DMGIN(SequenceEncoder):
         paths agree (``tests/encoders/test_dmgin.py``: forward vs ``score_candidates``)."""
         if c > 1:
             return self._target_group_indexed(state, candidates, b, c)
-        offsets = state.offsets
-        lengths = offsets[1:] - offsets[:-1]
-        if c == 1:
-            rows = torch.arange(state.group_ids.shape[0], device=offsets.device)
-            rep_lengths = lengths
-        else:  # every candidate gets its own copy of its user's row indices
-            rep_lengths = lengths.repeat_interleave(c)
-            starts = offsets[:-1].repeat_interleave(c)
-            rep_offsets = jagged.lengths_to_offsets(rep_lengths)
-            local = torch.arange(int(rep_lengths.sum()), device=offsets.device)
-            local = local - rep_offsets[:-1].repeat_interleave(rep_lengths)
-            rows = starts.repeat_interleave(rep_lengths) + local
-        rep_offsets = jagged.lengths_to_offsets(rep_lengths)
-        keys = state.group_ids[rows]
-        query_groups = candidates.group_ids.reshape(b * c)
-        segment = jagged.segment_ids(rep_offsets, keys.shape[0])
-        same = (keys == query_groups[segment]).to(state.embeddings.dtype)  # [N * C]
-        count = torch.zeros(b * c, device=same.device, dtype=same.dtype).index_add(0, segment, same)
+        query_groups = candidates.group_ids.reshape(b)
+        segment = jagged.segment_ids(state.offsets, state.group_ids.shape[0])
+        same = (state.group_ids == query_groups[segment]).to(state.embeddings.dtype)  # [N]
+        count = torch.zeros(b, device=same.device, dtype=same.dtype).index_add(0, segment, same)
         outputs = []
         if self.target_attention is not None:
             index, mask = hard_search(
-                keys, rep_offsets, query_groups, self.config.target_group_max_len
+                state.group_ids, state.offsets, query_groups, self.config.target_group_max_len
             )
             kept = self.behavior_features(
-                state.embeddings,
-                state.behavior_embeddings,
-                state.age,
-                rows[index] if rows.numel() else index,
-                mask,
+                state.embeddings, state.behavior_embeddings, state.age, index, mask
             )
-            attended = self.target_attention(candidates.embeddings.reshape(b * c, -1), kept, mask)
+            attended = self.target_attention(candidates.embeddings.reshape(b, -1), kept, mask)
             outputs += [attended, torch.log1p(count).unsqueeze(1)]
         if self.target_stats_dim:
-            outputs.append(self._target_group_statistics(state, rows, segment, same, count))
+            outputs.append(self._target_group_statistics(state, segment, same, count))
         return torch.cat(outputs, dim=1).view(b, c, -1)
 
     def _target_group_indexed(
@@ -417,22 +399,21 @@ class DMGIN(SequenceEncoder):
     def _target_group_statistics(
         self,
         state: DMGINUserState,
-        rows: torch.Tensor,
         segment: torch.Tensor,
         same: torch.Tensor,
         count: torch.Tensor,
     ) -> torch.Tensor:
-        """``[B * C, num_behaviors + F + 1]`` over the candidate's same-group behaviors:
-        log1p(count per behavior type), mean of each numeric field, log1p(days since the most
-        recent one) (0 when there is none). No parameters; O(N) per candidate."""
+        """``[B, num_behaviors + F + 1]`` over each sample's candidate's same-group behaviors
+        (one candidate per user): log1p(count per behavior type), mean of each numeric field,
+        log1p(days since the most recent one) (0 when there is none). No parameters; O(N)."""
         bc, nb = count.shape[0], self.spec.num_behaviors
         per_type = torch.zeros(bc * nb, device=same.device, dtype=same.dtype)
-        per_type = per_type.index_add(0, segment * nb + state.behavior_ids[rows], same)
-        numeric = state.numeric[rows]
+        per_type = per_type.index_add(0, segment * nb + state.behavior_ids, same)
+        numeric = state.numeric
         sums = torch.zeros(bc, numeric.shape[1], device=same.device, dtype=same.dtype)
         sums = sums.index_add(0, segment, numeric * same.unsqueeze(1))
         # most recent same-group behavior = smallest age; others pushed to +inf
-        age = torch.where(same > 0, state.age[rows], torch.full_like(same, float("inf")))
+        age = torch.where(same > 0, state.age, torch.full_like(same, float("inf")))
         newest = torch.full((bc,), float("inf"), device=same.device, dtype=same.dtype)
         newest = newest.scatter_reduce(0, segment, age, reduce="amin")
         return self._statistics_from(per_type.view(bc, nb), sums, newest, count)
