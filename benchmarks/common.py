@@ -20,8 +20,10 @@ import math
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -35,6 +37,18 @@ MIB = 1024.0  # ru_maxrss is in KiB on Linux
 def peak_rss_mib() -> float:
     """Peak resident set size of this process so far, in MiB."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / MIB, 1)
+
+
+def time_runs(step: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]:
+    """``(median ms, every run's ms, last result)`` of ``step`` over ``repeats`` runs after one
+    warm-up run."""
+    result = step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = step()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times), times, result
 
 
 def utc_now() -> str:

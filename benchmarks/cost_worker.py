@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from benchmarks.common import peak_rss_mib, time_runs
 from benchmarks.synthetic_inputs import (
     SyntheticSizes,
     candidate_grid,
@@ -45,19 +44,10 @@ def current_rss_mib() -> float:
     return round(pages * resource.getpagesize() / 2**20, 1)
 
 
-def peak_rss_mib() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
-
-
 def timed(step: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     """(median ms over ``repeats`` after one warm-up, last result)."""
-    result = step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = step()
-        times.append((time.perf_counter() - start) * 1e3)
-    return round(statistics.median(times), 3), result
+    median, _, result = time_runs(step, repeats)
+    return round(median, 3), result
 
 
 def measure_train(

@@ -22,9 +22,8 @@ Results: printed and written to ``benchmarks/results/encoders.json``.
 from __future__ import annotations
 
 import argparse
-import statistics
+import dataclasses
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,13 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from benchmarks.common import RESULTS_DIR, environment, markdown_table, write_json_atomic
+from benchmarks.common import (
+    RESULTS_DIR,
+    environment,
+    markdown_table,
+    time_runs,
+    write_json_atomic,
+)
 from benchmarks.grouping import group_behaviors_pandas
 from benchmarks.synthetic_inputs import (
     RECIPE_OF,
@@ -60,12 +65,16 @@ TARGETS = {
 }
 
 
+def encoder_fields(model: str) -> dict[str, Any]:
+    """The encoder config fields of ``model``: its recipe's, plus an extra variant's overrides."""
+    base, extra = EXTRA_VARIANTS.get(model, (model, {}))
+    return {**recipe_model_config(base).encoder_config, **extra}
+
+
 def build(model: str, spec: EncoderSpec, sizes: SyntheticSizes) -> SequenceEncoder:
     """The encoder of ``model``'s recipe (CiUBM with a random frozen content table)."""
-    base, extra = EXTRA_VARIANTS.get(model, (model, {}))
-    config = recipe_model_config(base)
-    fields = {**config.encoder_config, **extra}
-    encoder_config = encoder_config_class(config.encoder)(**fields)
+    config = recipe_model_config(EXTRA_VARIANTS.get(model, (model, {}))[0])
+    encoder_config = encoder_config_class(config.encoder)(**encoder_fields(model))
     if config.encoder == "CiUBM":
         from components.encoders.ciubm import CiUBM
 
@@ -75,13 +84,8 @@ def build(model: str, spec: EncoderSpec, sizes: SyntheticSizes) -> SequenceEncod
 
 def median_ms(step: Callable[[], Any], repeats: int) -> tuple[float, list[float]]:
     """Median milliseconds of ``step`` over ``repeats`` runs after one warm-up run."""
-    step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - start) * 1e3)
-    return round(statistics.median(times), 2), [round(t, 2) for t in times]
+    median, times, _ = time_runs(step, repeats)
+    return round(median, 2), [round(t, 2) for t in times]
 
 
 def fwd_bwd_step(encoder: SequenceEncoder, query: Query, history: History) -> Callable[[], None]:
@@ -228,7 +232,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown model(s) {unknown}; choose from {list(MODELS)}", file=sys.stderr)
         return 2
     lengths = [int(x) for x in args.lengths.split(",")]
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     sizes = SyntheticSizes()
     rows: list[dict[str, Any]] = []
     grouping: list[dict[str, Any]] = []
@@ -245,14 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             "lengths": lengths,
             "repeats": args.repeats,
             "smoke": args.smoke,
-            "sizes": vars(sizes) if hasattr(sizes, "__dict__") else {},
-            "configs": {
-                m: {
-                    **recipe_model_config(EXTRA_VARIANTS.get(m, (m, {}))[0]).encoder_config,
-                    **EXTRA_VARIANTS.get(m, (m, {}))[1],
-                }
-                for m in models
-            },
+            "sizes": dataclasses.asdict(sizes),
+            "configs": {m: encoder_fields(m) for m in models},
         },
         "note": "median of repeats after a warm-up; encoder alone (no lookups, no optimizer); "
         "shared 2-core CPU, noisy",
