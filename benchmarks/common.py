@@ -13,7 +13,6 @@ light, and versions are read from the installed distributions' metadata.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
 import json
 import math
@@ -28,6 +27,8 @@ from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from pipelines.provenance import git_state, utc_now
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
@@ -49,29 +50,6 @@ def time_runs(step: Callable[[], Any], repeats: int) -> tuple[float, list[float]
         result = step()
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times), times, result
-
-
-def utc_now() -> str:
-    """Current UTC time, ISO 8601 to the second."""
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
-
-
-def git_state() -> dict[str, Any]:
-    """``{"commit": sha or None, "dirty": bool or None}`` of the repository (tracked files)."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": commit, "dirty": bool(status)}
 
 
 def _version(distribution: str) -> str | None:

@@ -14,11 +14,9 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from pipelines import prepare as prepare_cli
 from pipelines.config import load_config
 from pipelines.data.prepared import PreparedDataset
 from pipelines.floor import floor_predictions
+from pipelines.provenance import git_state, utc_now
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS = {
@@ -37,17 +36,11 @@ MODELS = {
 
 def run_environment() -> dict[str, Any]:
     """Machine, CPU count, UTC date and git commit of this run (for the README results)."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
     return {
         "machine": platform.platform(),
         "cpus": os.cpu_count(),
-        "date": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
-        "commit": commit,
+        "date": utc_now(),
+        "commit": git_state()["commit"],
     }
 
 
