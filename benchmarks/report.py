@@ -216,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--check", action="store_true", help="fail if the README is stale")
     mode.add_argument("--print", action="store_true", help="print the section only")
     args = parser.parse_args(argv)
+    args.results = args.results.resolve()  # image links are made relative to the repo
     if not args.check and args.results == RESULTS_DIR:
         refresh_main_summary(args.results)
     section = render(args.results)
