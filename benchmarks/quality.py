@@ -187,6 +187,43 @@ def shared_settings(plan: list[PlannedRun]) -> tuple[dict[str, Any], dict[str, l
     return shared, differs
 
 
+def _ordered_union(first: list[Any], second: list[Any]) -> list[Any]:
+    return first + [v for v in second if v not in first]
+
+
+def merge_settings(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a results file after one more invocation: ``new``, widened by ``old``.
+
+    A results file accumulates runs over invocations (e.g. seed 0 of every model first, more
+    seeds of some models later), so what it records is the union: models (benchmark order),
+    seeds and learning rates, and for each compared key every value any invocation planned
+    (a key one invocation planned with another value moves from ``shared`` to ``differs``).
+    """
+    if old.get("mode") != new.get("mode"):
+        old = {}  # a smoke file is never merged with a full one (nor a new file with anything)
+    merged = dict(new)
+    models = _ordered_union(list(old.get("models", [])), list(new.get("models", [])))
+    known = [m for m in VARIANTS if m in models]
+    merged["models"] = known + [m for m in models if m not in known]
+    merged["seeds"] = sorted(set(old.get("seeds", [])) | set(new.get("seeds", [])))
+    merged["lrs"] = sorted(set(old.get("lrs", [])) | set(new.get("lrs", [])))
+    values: dict[str, list[Any]] = {}
+    for settings in (old, new):
+        for key, value in (settings.get("shared") or {}).items():
+            values[key] = _ordered_union(values.get(key, []), [value])
+        for key, seen in (settings.get("differs") or {}).items():
+            values[key] = _ordered_union(values.get(key, []), list(seen))
+    merged["shared"] = {k: v[0] for k, v in values.items() if len(v) == 1}
+    merged["differs"] = {k: v for k, v in values.items() if len(v) > 1}
+    epochs = {e for s in (old, new) for e in _as_list(s.get("epochs")) if e is not None}
+    merged["epochs"] = sorted(epochs)[0] if len(epochs) == 1 else sorted(epochs)
+    return merged
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
+
+
 def _metrics(block: dict[str, Any] | None) -> dict[str, float | None]:
     block = block or {}
     return {k: finite_or_none(block.get(k)) for k in ("auc", "gauc", "logloss", "gauc_coverage")}
@@ -330,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     def start(data: dict[str, Any]) -> None:
-        data.update(benchmark="quality", dataset=spec.name, smoke=args.smoke, settings=settings)
+        merged = merge_settings(data.get("settings") or {}, settings)
+        data.update(benchmark="quality", dataset=spec.name, smoke=args.smoke, settings=merged)
         data.update(extra_info)
         data.update(dataset_facts=dataset_facts(root), floor=floor_metrics(root))
         data["environment"] = environment()

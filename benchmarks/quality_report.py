@@ -85,7 +85,8 @@ def _settings_lines(results: dict[str, Any]) -> list[str]:
     if s:
         lines.append(
             f"Settings: {s.get('epochs')} epoch(s), seeds {s.get('seeds')}, learning-rate grid "
-            f"{s.get('lrs')} on `{s.get('lr_key')}` (the rest of `optim` as in the recipes), "
+            f"{s.get('lrs')} on `{s.get('lr_key')}` (the rest of `optim` as in the recipes; "
+            "the seeds column counts the seeds a model ran at its chosen rate), "
             f"recipes `recipes/configs/{s.get('recipe_prefix')}_*.yaml`"
             + (" with the smoke overrides" if s.get("mode") == "smoke" else "")
             + "."
@@ -141,12 +142,12 @@ def render_quality_markdown(results: dict[str, Any]) -> str:
     if results.get("smoke"):
         title += " (smoke: tiny synthetic data, numbers mean nothing)"
     header = ["model", "what", "lr", "valid AUC", "test AUC", "test GAUC", "test logloss"]
-    header += ["train s", "peak RSS MiB", "ok runs"]
+    header += ["train s", "peak RSS MiB", "seeds", "ok runs"]
     table = []
     for r in rows:
         ok_runs = f"{r['runs'] - r['failed']}/{r['runs']}"
         if r["lr"] is None:
-            table.append([r["model"], r["note"], "-", "-", "-", "-", "-", "-", "-", ok_runs])
+            table.append([r["model"], r["note"], *["-"] * 8, ok_runs])
             continue
         table.append(
             [
@@ -159,6 +160,7 @@ def render_quality_markdown(results: dict[str, Any]) -> str:
                 fmt_mean_std(r["test_logloss"]),
                 fmt_mean_std(r["train_seconds"], 1),
                 fmt(r["peak_rss_mib"], 0),
+                len(r["seeds"]),
                 ok_runs,
             ]
         )
@@ -167,7 +169,7 @@ def render_quality_markdown(results: dict[str, Any]) -> str:
         v, t = floor.get("valid", {}), floor.get("test", {})
         table.append(
             ["floor (no model)", "smoothed user + item label rate", "-", fmt(v.get("auc"))]
-            + [fmt(t.get("auc")), fmt(t.get("gauc")), fmt(t.get("logloss")), "-", "-", "-"]
+            + [fmt(t.get("auc")), fmt(t.get("gauc")), fmt(t.get("logloss")), "-", "-", "-", "-"]
         )
     out = [title, "", _facts_line(results), "", *_settings_lines(results), ""]
     out += [markdown_table(header, table), "", METRIC_NOTE, ""]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.quality import SMOKE_MODELS, main
+from benchmarks.quality import SMOKE_MODELS, main, merge_settings
 from benchmarks.variants import VARIANTS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -97,6 +97,40 @@ def test_second_invocation_skips_every_recorded_run(smoke: tuple[Path, int]) -> 
     assert after["last_invocation"] == {**after["last_invocation"], "trained": 0, "skipped": 4}
     assert after["runs"] == before["runs"]  # same records, hashes and metrics
     assert _metrics_files(base) == trained  # no run was trained again
+
+    # a later invocation over a subset keeps the file's settings as the union, not the subset
+    assert main(_argv(base, "--models", "DIN")) == 0
+    subset = json.loads(path.read_text())
+    assert subset["last_invocation"] == {**subset["last_invocation"], "planned": 1, "trained": 0}
+    assert subset["settings"]["models"] == [m for m in VARIANTS if m in SMOKE]
+    assert subset["settings"]["differs"] == before["settings"]["differs"]
+    assert len(subset["summary"]) == len(SMOKE)
+
+
+def test_merged_settings_are_the_union_of_the_invocations() -> None:
+    first = {
+        "mode": "full", "models": ["DMGIN", "DIN"], "seeds": [0], "lrs": [0.002], "epochs": 2,
+        "shared": {"model.embedding_dim": 16, "model.group_key": "cluster"}, "differs": {},
+    }  # fmt: skip
+    second = {
+        "mode": "full", "models": ["SIMSoft"], "seeds": [2, 1], "lrs": [0.001, 0.002],
+        "epochs": 2, "shared": {"model.embedding_dim": 16, "model.group_key": None},
+        "differs": {"loader.max_len": [1000, 500]},
+    }  # fmt: skip
+    merged = merge_settings(first, second)
+    assert merged["models"] == ["DIN", "SIMSoft", "DMGIN"]  # benchmark order
+    assert merged["seeds"] == [0, 1, 2] and merged["lrs"] == [0.001, 0.002]
+    assert merged["shared"] == {"model.embedding_dim": 16} and merged["epochs"] == 2
+    assert merged["differs"] == {
+        "model.group_key": ["cluster", None],
+        "loader.max_len": [1000, 500],
+    }
+    alone = {**second, "seeds": [1, 2]}  # a new file: the invocation's own settings, sorted
+    assert merge_settings({}, second) == alone
+    assert merge_settings({**first, "mode": "smoke"}, second) == alone  # never mixes modes
+    assert merge_settings({}, first)["models"] == ["DIN", "DMGIN"]
+    three = merge_settings(merge_settings(first, {**second, "epochs": 3}), first)
+    assert three["epochs"] == [2, 3]
 
 
 def test_a_failed_run_is_recorded_and_the_exit_code_says_so(tmp_path: Path) -> None:
