@@ -59,15 +59,54 @@ class CiUBMConfig:
     output_hidden: tuple[int, ...] = (64,)
 
 
+#: rows of ``[rows, d]`` content gathered at a time by :func:`content_similarity` (~2**24 floats)
+SIMILARITY_CHUNK_ELEMENTS = 1 << 24
+
+
 def content_similarity(
-    query_content: torch.Tensor, history_content: torch.Tensor, lengths: torch.Tensor
+    table: torch.Tensor,
+    query_ids: torch.Tensor,
+    history_ids: torch.Tensor,
+    lengths: torch.Tensor,
+    chunk_rows: int | None = None,
 ) -> torch.Tensor:
-    """Cosine between each behavior and its sample's candidate: ``[B, d], [N, d], [B] -> [N]``
-    (all-zero content rows give 0). No gradient."""
+    """Cosine between each behavior's content and its sample's candidate's content, no gradient.
+
+    ``table [I, d]``, ``query_ids [B]``, ``history_ids [N]`` (rows of the table), ``lengths [B]``
+    (sum N) -> ``[N]``; an all-zero content row gives 0. The behaviors' content is gathered
+    ``chunk_rows`` rows at a time (default: about 2**24 floats per chunk), so the transient
+    memory is bounded by the chunk, not by N * d: an eval batch of 4096 long histories with
+    d = 384 would otherwise gather several GiB. :func:`content_similarity_reference` is the
+    one-shot twin.
+
+    Example:
+        >>> table = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+        >>> content_similarity(table, torch.tensor([0, 1]), torch.tensor([0, 1, 2]),
+        ...                    torch.tensor([2, 1]))
+        tensor([1.0000, 0.0000, 0.7071])
+    """
     with torch.no_grad():
-        segment = torch.repeat_interleave(torch.arange(lengths.numel()), lengths)
-        q = F.normalize(query_content, dim=-1)[segment]
-        return (F.normalize(history_content, dim=-1) * q).sum(dim=-1)
+        d = max(table.shape[-1], 1)
+        chunk = chunk_rows or max(1, SIMILARITY_CHUNK_ELEMENTS // d)
+        query = F.normalize(table[query_ids], dim=-1)  # [B, d]
+        segment = torch.repeat_interleave(
+            torch.arange(lengths.numel(), device=lengths.device), lengths
+        )  # [N]
+        out = torch.empty(history_ids.numel(), dtype=table.dtype, device=table.device)
+        for start in range(0, history_ids.numel(), chunk):
+            rows = table[history_ids[start : start + chunk]]  # [chunk, d]
+            dots = (rows * query[segment[start : start + chunk]]).sum(dim=-1)
+            out[start : start + chunk] = dots / rows.norm(dim=-1).clamp_min(1e-12)
+        return out
+
+
+def content_similarity_reference(
+    table: torch.Tensor, query_ids: torch.Tensor, history_ids: torch.Tensor, lengths: torch.Tensor
+) -> torch.Tensor:
+    """One-shot twin of :func:`content_similarity` (gathers all ``[N, d]`` at once)."""
+    segment = torch.repeat_interleave(torch.arange(lengths.numel(), device=lengths.device), lengths)
+    q = F.normalize(table[query_ids], dim=-1)[segment]
+    return (F.normalize(table[history_ids], dim=-1) * q).sum(dim=-1)
 
 
 def masked_topk(
@@ -79,8 +118,9 @@ def masked_topk(
     K = min(k, longest history); ``k=None`` keeps every row in time order.
 
     Example:
-        >>> masked_topk(torch.tensor([0.1, 0.9, 0.5]), torch.tensor([0, 2, 3]), 1)
-        (tensor([[1], [2]]), tensor([[True], [True]]))
+        >>> index, mask = masked_topk(torch.tensor([0.1, 0.9, 0.5]), torch.tensor([0, 2, 3]), 1)
+        >>> index.tolist(), mask.tolist()
+        ([[1], [2]], [[True], [True]])
     """
     lengths = offsets[1:] - offsets[:-1]
     longest = int(lengths.max()) if lengths.numel() else 0
@@ -131,7 +171,9 @@ class SimilarityHistogram(nn.Module):
 
     def counts(self, similarity: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``[N], [B] -> [B, num_bins]`` float counts."""
-        segment = torch.repeat_interleave(torch.arange(lengths.numel()), lengths)
+        segment = torch.repeat_interleave(
+            torch.arange(lengths.numel(), device=lengths.device), lengths
+        )
         bins = ((similarity + 1.0) * (self.num_bins / 2.0)).floor().long()
         bins = bins.clamp(0, self.num_bins - 1)
         counts = torch.zeros(lengths.numel() * self.num_bins, device=similarity.device)
@@ -252,7 +294,7 @@ class CiUBM(SequenceEncoder):
             )
         lengths, offsets = history.lengths, history.offsets
         similarity = content_similarity(
-            self.content[query.item_ids], self.content[history.item_ids], lengths
+            self.content, query.item_ids, history.item_ids, lengths
         )  # [N]
         need_topk = self.attention is not None or self.config.histogram_over_topk
         if need_topk:

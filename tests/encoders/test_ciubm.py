@@ -11,6 +11,8 @@ from components.encoders.ciubm import (
     CiUBM,
     CiUBMConfig,
     SimilarityHistogram,
+    content_similarity,
+    content_similarity_reference,
     histogram_counts_reference,
     masked_topk,
     masked_topk_reference,
@@ -209,3 +211,27 @@ def test_histogram_counts_match_reference(lengths, bins, seed):
         hist.counts(sims, lengths_t), histogram_counts_reference(sims, lengths_t, bins)
     )
     assert hist(sims, lengths_t).shape == (len(lengths), bins * 3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 9), min_size=1, max_size=6),
+    chunk_rows=st.one_of(st.none(), st.integers(1, 7)),
+    zero_rows=st.sets(st.integers(0, 19), max_size=5),
+    seed=st.integers(0, 2**16),
+)
+def test_chunked_content_similarity_matches_the_one_shot_twin(
+    lengths: list[int], chunk_rows: int | None, zero_rows: set[int], seed: int
+) -> None:
+    g = torch.Generator().manual_seed(seed)
+    table = torch.randn(20, D_CONTENT, generator=g) * 3
+    table[sorted(zero_rows)] = 0.0  # items without content: similarity 0, never NaN
+    lengths_t = torch.tensor(lengths, dtype=torch.int64)
+    history_ids = torch.randint(0, 20, (int(lengths_t.sum()),), generator=g)
+    query_ids = torch.randint(0, 20, (len(lengths),), generator=g)
+    got = content_similarity(table, query_ids, history_ids, lengths_t, chunk_rows=chunk_rows)
+    want = content_similarity_reference(table, query_ids, history_ids, lengths_t)
+    assert got.shape == want.shape == history_ids.shape
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+    assert got.abs().max().item() <= 1.0 + 1e-5 if got.numel() else True
