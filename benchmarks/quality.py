@@ -25,7 +25,7 @@ The learning rate is chosen per model by mean valid AUC over seeds (:mod:`qualit
 Usage::
 
     python -m benchmarks.quality --dataset ml-1m-u2999 [--models all|DIN,DMGIN,...]
-        [--seeds 0,1,2] [--lrs 0.001,0.003] [--epochs 2] [--data-dir data] [--k 64]
+        [--seeds 0,1,2] [--lrs 0.002,0.004] [--epochs 2] [--data-dir data] [--k 64]
     python -m benchmarks.quality --smoke --results-dir /tmp/out   # tiny synthetic run, < 1 min
 """
 
@@ -291,7 +291,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dataset", choices=sorted(DATASETS), default=None)
     parser.add_argument("--models", default=None, help="'all' or comma-separated variant names")
     parser.add_argument("--seeds", default=None, help="comma-separated (default 0,1,2)")
-    parser.add_argument("--lrs", default=None, help=f"{LR_KEY} grid (default 0.001,0.003)")
+    parser.add_argument("--lrs", default=None, help=f"{LR_KEY} grid (default 0.002,0.004)")
     parser.add_argument("--epochs", type=int, default=None, help="train.epochs (default 2)")
     parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / "data")
     parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs" / "bench" / "quality")
@@ -307,7 +307,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error("--smoke uses the synthetic-smoke dataset")
         defaults = ("synthetic-smoke", SMOKE_MODELS, "0", str(SMOKE_LR), 1)
     else:
-        defaults = ("ml-1m-u2999", "all", "0,1,2", "0.001,0.003", 2)
+        defaults = ("ml-1m-u2999", "all", "0,1,2", "0.002,0.004", 2)
     for name, value in zip(("dataset", "models", "seeds", "lrs", "epochs"), defaults):
         if getattr(args, name) is None:
             setattr(args, name, value)
