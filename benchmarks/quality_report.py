@@ -79,6 +79,72 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+#: the issue's quality targets (reported, never asserted): DMGIN test AUC at least SIMSoft's
+#: plus this margin and at least DINFull's; every sequence model above the no-model floor
+TARGET_MARGIN_OVER_SIMSOFT = 0.005
+TARGET_MODEL = "DMGIN"
+
+
+def _test_auc_by_seed(row: dict[str, Any], runs: dict[str, Any]) -> dict[int, float]:
+    """Test AUC per seed of ``row``'s model at its chosen learning rate."""
+    out = {}
+    for record in runs.get(row["model"], {}).values():
+        auc = record.get("test", {}).get("auc") if record.get("status") == "ok" else None
+        if auc is not None and float(record["lr"]) == row["lr"]:
+            out[int(record["seed"])] = float(auc)
+    return out
+
+
+def quality_targets(results: dict[str, Any]) -> dict[str, Any]:
+    """DMGIN against SIMSoft and DINFull (test AUC, paired by seed) and the models below the floor.
+
+    Each comparison gives ``mean`` and ``std`` of the per-seed difference over the seeds both
+    models ran at their chosen rates (``seeds``), the bound and ``met`` (None when a model has no
+    result). ``below_floor`` lists the models whose mean test AUC is not above the floor's.
+    """
+    rows = {r["model"]: r for r in summarize(results) if r["lr"] is not None}
+    runs = results.get("runs", {})
+    out: dict[str, Any] = {"model": TARGET_MODEL}
+    for other, margin in (("SIMSoft", TARGET_MARGIN_OVER_SIMSOFT), ("DINFull", 0.0)):
+        entry: dict[str, Any] = {"margin": margin, "seeds": [], "met": None, **mean_std([])}
+        if TARGET_MODEL in rows and other in rows:
+            ours = _test_auc_by_seed(rows[TARGET_MODEL], runs)
+            theirs = _test_auc_by_seed(rows[other], runs)
+            seeds = sorted(set(ours) & set(theirs))
+            entry.update(mean_std([ours[s] - theirs[s] for s in seeds]), seeds=seeds)
+            if entry["mean"] is not None:
+                entry["met"] = entry["mean"] >= margin
+        out[f"minus_{other}"] = entry
+    floor = (results.get("floor") or {}).get("test", {}).get("auc")
+    out["floor"] = floor
+    out["below_floor"] = (
+        [m for m, r in rows.items() if r["test_auc"]["mean"] <= floor] if floor is not None else []
+    )
+    return out
+
+
+def _targets_line(results: dict[str, Any]) -> str:
+    t = quality_targets(results)
+    parts = []
+    for other in ("SIMSoft", "DINFull"):
+        e = t[f"minus_{other}"]
+        if e["met"] is None:
+            parts.append(f"{t['model']} - {other}: not both measured")
+            continue
+        verdict = "met" if e["met"] else "missed"
+        parts.append(
+            f"{t['model']} - {other} = {e['mean']:+.4f}"
+            + (f" ± {e['std']:.4f}" if e["std"] is not None else "")
+            + f" over seeds {e['seeds']} (target >= {e['margin']:+.3f}: {verdict})"
+        )
+    if t["floor"] is not None:
+        below = t["below_floor"]
+        parts.append(
+            "every model above the floor" if not below else f"not above the floor: {below}"
+        )
+    return "Targets (test AUC, per-seed paired differences): " + "; ".join(parts) + "."
+
+
 def _settings_lines(results: dict[str, Any]) -> list[str]:
     s = results.get("settings", {})
     lines = []
@@ -172,7 +238,7 @@ def render_quality_markdown(results: dict[str, Any]) -> str:
             + [fmt(t.get("auc")), fmt(t.get("gauc")), fmt(t.get("logloss")), "-", "-", "-", "-"]
         )
     out = [title, "", _facts_line(results), "", *_settings_lines(results), ""]
-    out += [markdown_table(header, table), "", METRIC_NOTE, ""]
+    out += [markdown_table(header, table), "", _targets_line(results), "", METRIC_NOTE, ""]
     lrs = sorted({lr for r in rows for lr in r["valid_auc_by_lr"]}, key=float)
     if len(lrs) > 1:
         out += ["Mean valid AUC per learning rate (the choice above):", ""]

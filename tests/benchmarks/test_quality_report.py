@@ -1,0 +1,67 @@
+"""The quality report's target line: DMGIN against SIMSoft and DINFull, paired by seed, and the
+models not above the floor, computed from a results dict (no training)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from benchmarks.quality_report import quality_targets, render_quality_markdown
+
+
+def _record(name: str, lr: float, seed: int, valid: float, test: float) -> dict[str, Any]:
+    return {
+        "variant": name, "lr": lr, "seed": seed, "status": "ok",
+        "valid": {"auc": valid}, "test": {"auc": test, "gauc": 0.6, "logloss": 0.5},
+        "train_seconds": 10.0, "peak_rss_mib": 100.0,
+    }  # fmt: skip
+
+
+def _results(runs: dict[str, list[dict[str, Any]]], floor: float = 0.70) -> dict[str, Any]:
+    return {
+        "dataset": "toy",
+        "floor": {"valid": {"auc": floor}, "test": {"auc": floor}},
+        "runs": {m: {f"lr{r['lr']:g}_s{r['seed']}": r for r in rs} for m, rs in runs.items()},
+    }
+
+
+def test_paired_differences_use_each_models_chosen_rate_and_common_seeds() -> None:
+    results = _results(
+        {
+            # DMGIN: lr 0.002 wins on valid; seeds 0, 1, 2
+            "DMGIN": [_record("DMGIN", 0.002, s, 0.80, 0.810 + 0.002 * s) for s in range(3)]
+            + [_record("DMGIN", 0.004, 0, 0.79, 0.90)],  # better test, worse valid: ignored
+            # SIMSoft: lr 0.004 wins on valid; seeds 0 and 1 only
+            "SIMSoft": [_record("SIMSoft", 0.004, s, 0.80, 0.800 + 0.004 * s) for s in range(2)]
+            + [_record("SIMSoft", 0.002, 0, 0.70, 0.99)],
+            "DIN": [_record("DIN", 0.002, 0, 0.70, 0.69)],  # below the floor
+        }
+    )
+    t = quality_targets(results)
+    simsoft = t["minus_SIMSoft"]
+    assert simsoft["seeds"] == [0, 1]  # seed 2 of DMGIN has no SIMSoft partner
+    assert simsoft["mean"] == pytest.approx((0.010 + 0.008) / 2)
+    assert simsoft["std"] == pytest.approx(0.0014142, abs=1e-6)
+    assert simsoft["met"] is True
+    assert t["minus_DINFull"]["met"] is None and t["minus_DINFull"]["seeds"] == []
+    assert t["below_floor"] == ["DIN"]
+    line = next(x for x in render_quality_markdown(results).splitlines() if x.startswith("Targets"))
+    assert "DMGIN - SIMSoft = +0.0090 ± 0.0014 over seeds [0, 1]" in line and "met" in line
+    assert "DINFull: not both measured" in line and "not above the floor: ['DIN']" in line
+
+
+def test_a_margin_below_the_target_is_reported_missed() -> None:
+    results = _results(
+        {
+            "DMGIN": [_record("DMGIN", 0.002, 0, 0.8, 0.803)],
+            "SIMSoft": [_record("SIMSoft", 0.002, 0, 0.8, 0.800)],
+            "DINFull": [_record("DINFull", 0.002, 0, 0.8, 0.804)],
+        }
+    )
+    t = quality_targets(results)
+    assert t["minus_SIMSoft"]["mean"] == pytest.approx(0.003) and t["minus_SIMSoft"]["met"] is False
+    assert (
+        t["minus_DINFull"]["mean"] == pytest.approx(-0.001) and t["minus_DINFull"]["met"] is False
+    )
+    assert t["below_floor"] == []
