@@ -18,15 +18,25 @@ def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def git_state() -> dict[str, Any]:
-    """``{"commit": sha or None, "dirty": bool or None}`` of the repository (tracked files)."""
+#: written by the benchmarks themselves while they run: not a change to the measured code
+NOT_CODE = ("benchmarks/results",)
+
+
+def git_state(root: Path = REPO_ROOT) -> dict[str, Any]:
+    """``{"commit": sha or None, "dirty": bool or None}`` of the repository at ``root``.
+
+    Dirty means a tracked file differs from the commit, except the results files under
+    :data:`NOT_CODE` (a benchmark rewrites them as it goes, so they are always modified while
+    it measures).
+    """
+    excluded = [f":(exclude){path}" for path in NOT_CODE]
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *excluded],
+            cwd=root,
             capture_output=True,
             text=True,
             check=True,
