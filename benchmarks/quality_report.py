@@ -142,7 +142,8 @@ def _targets_line(results: dict[str, Any]) -> str:
         parts.append(
             "every model above the floor" if not below else f"not above the floor: {below}"
         )
-    return "Targets (test AUC, per-seed paired differences): " + "; ".join(parts) + "."
+    prefix = "Targets (the issue sets them on ml-1m-u2999; test AUC, per-seed paired differences): "
+    return prefix + "; ".join(parts) + "."
 
 
 def _settings_lines(results: dict[str, Any]) -> list[str]:
