@@ -67,13 +67,13 @@ def content_similarity(
     table: torch.Tensor,
     query_ids: torch.Tensor,
     history_ids: torch.Tensor,
-    lengths: torch.Tensor,
+    offsets: torch.Tensor,
     chunk_rows: int | None = None,
 ) -> torch.Tensor:
     """Cosine between each behavior's content and its sample's candidate's content, no gradient.
 
-    ``table [I, d]``, ``query_ids [B]``, ``history_ids [N]`` (rows of the table), ``lengths [B]``
-    (sum N) -> ``[N]``; an all-zero content row gives 0. The behaviors' content is gathered
+    ``table [I, d]``, ``query_ids [B]``, ``history_ids [N]`` (rows of the table), ``offsets [B + 1]``
+    -> ``[N]``; an all-zero content row gives 0. The behaviors' content is gathered
     ``chunk_rows`` rows at a time (default: about 2**24 floats per chunk), so the transient
     memory is bounded by the chunk, not by N * d: an eval batch of 4096 long histories with
     d = 384 would otherwise gather several GiB. :func:`content_similarity_reference` is the
@@ -82,16 +82,14 @@ def content_similarity(
     Example:
         >>> table = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
         >>> content_similarity(table, torch.tensor([0, 1]), torch.tensor([0, 1, 2]),
-        ...                    torch.tensor([2, 1]))
+        ...                    torch.tensor([0, 2, 3]))
         tensor([1.0000, 0.0000, 0.7071])
     """
     with torch.no_grad():
         d = max(table.shape[-1], 1)
         chunk = chunk_rows or max(1, SIMILARITY_CHUNK_ELEMENTS // d)
         query = F.normalize(table[query_ids], dim=-1)  # [B, d]
-        segment = torch.repeat_interleave(
-            torch.arange(lengths.numel(), device=lengths.device), lengths
-        )  # [N]
+        segment = ops.segment_ids(offsets, history_ids.numel())  # [N]
         out = torch.empty(history_ids.numel(), dtype=table.dtype, device=table.device)
         for start in range(0, history_ids.numel(), chunk):
             rows = table[history_ids[start : start + chunk]]  # [chunk, d]
@@ -171,9 +169,7 @@ class SimilarityHistogram(nn.Module):
 
     def counts(self, similarity: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``[N], [B] -> [B, num_bins]`` float counts."""
-        segment = torch.repeat_interleave(
-            torch.arange(lengths.numel(), device=lengths.device), lengths
-        )
+        segment = ops.segment_ids(ops.lengths_to_offsets(lengths), similarity.numel())
         bins = ((similarity + 1.0) * (self.num_bins / 2.0)).floor().long()
         bins = bins.clamp(0, self.num_bins - 1)
         counts = torch.zeros(lengths.numel() * self.num_bins, device=similarity.device)
@@ -294,7 +290,7 @@ class CiUBM(SequenceEncoder):
             )
         lengths, offsets = history.lengths, history.offsets
         similarity = content_similarity(
-            self.content, query.item_ids, history.item_ids, lengths
+            self.content, query.item_ids, history.item_ids, offsets
         )  # [N]
         need_topk = self.attention is not None or self.config.histogram_over_topk
         if need_topk:

@@ -229,7 +229,8 @@ def test_chunked_content_similarity_matches_the_one_shot_twin(
     lengths_t = torch.tensor(lengths, dtype=torch.int64)
     history_ids = torch.randint(0, 20, (int(lengths_t.sum()),), generator=g)
     query_ids = torch.randint(0, 20, (len(lengths),), generator=g)
-    got = content_similarity(table, query_ids, history_ids, lengths_t, chunk_rows=chunk_rows)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lengths_t.cumsum(0)])
+    got = content_similarity(table, query_ids, history_ids, offsets, chunk_rows=chunk_rows)
     want = content_similarity_reference(table, query_ids, history_ids, lengths_t)
     assert got.shape == want.shape == history_ids.shape
     assert torch.isfinite(got).all()
