@@ -232,9 +232,10 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": args.repeats,
             "smoke": args.smoke,
         },
-        "note": "one fresh process per (model, L); train step = whole CTR model, unsharded, "
-        "Adam on every parameter; inference at the encoder; medians of repeats after a "
-        "warm-up on a shared 2-core CPU (noisy)",
+        "note": "one fresh process per (model, L); train step = whole CTR model as "
+        "pipelines.train runs it (DistributedModelParallel, 1 rank; fused sparse optimizer in "
+        "backward, dense Adam); inference at the encoder; medians of repeats after a warm-up "
+        "on a shared 2-core CPU (noisy)",
         "results": rows,
         "targets": check_targets(rows, 10_000 if 10_000 in lengths else max(lengths)),
     }

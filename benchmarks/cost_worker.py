@@ -4,8 +4,10 @@
 [--repeats R]`` prints one JSON object on its last stdout line:
 
 * train step: the whole CTR model (``components.model.LifelongCTRModel`` with the model's
-  ml-1m recipe, unsharded): EBC lookups, encoder, over-arch, BCE (+ auxiliary) loss, backward
-  and an Adam step over every parameter; median ms of R steps after a warm-up; samples/s;
+  ml-1m recipe) exactly as ``pipelines.train`` runs it: sharded by DistributedModelParallel
+  (a 1-rank gloo group on CPU, nccl on CUDA) with the recipe's fused sparse optimizer applied
+  in backward and its dense optimizer stepped after; EBC lookups, encoder, over-arch, BCE
+  (+ auxiliary) loss, backward, optimizer; median ms of R steps after a warm-up; samples/s;
 * inference per user with C candidates, at the encoder (embeddings looked up beforehand, eval
   mode, no grad): every model scores C copies of (candidate, user history), which is what a
   model without a user cache must do; DMGIN also scores them from its cached user state
@@ -17,13 +19,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from benchmarks.common import peak_rss_mib, time_runs
 from benchmarks.synthetic_inputs import (
@@ -32,16 +34,29 @@ from benchmarks.synthetic_inputs import (
     content_table,
     ctr_batch,
     encoder_inputs,
-    recipe_model_config,
+    recipe_config,
     repeat_per_candidate,
 )
 from components.model import LifelongCTRModel
+from pipelines.config import ExperimentConfig
+from pipelines.distributed import init_distributed, shutdown
+from pipelines.train import shard_model
 
 
 def current_rss_mib() -> float:
     with open("/proc/self/statm") as handle:
         pages = int(handle.read().split()[1])
     return round(pages * resource.getpagesize() / 2**20, 1)
+
+
+def on_device(inputs: Any, device: torch.device) -> Any:
+    """A copy of an encoder input dataclass (Query, History, ...) with its tensors on ``device``."""
+    moved = {
+        f.name: value.to(device) if isinstance(value, torch.Tensor) else value
+        for f in dataclasses.fields(inputs)
+        for value in [getattr(inputs, f.name)]
+    }
+    return dataclasses.replace(inputs, **moved)
 
 
 def timed(step: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -51,19 +66,22 @@ def timed(step: Callable[[], Any], repeats: int) -> tuple[float, Any]:
 
 
 def measure_train(
-    model: LifelongCTRModel, batch_size: int, length: int, repeats: int, sizes: SyntheticSizes
+    model: LifelongCTRModel,
+    config: ExperimentConfig,
+    batch_size: int,
+    length: int,
+    repeats: int,
+    sizes: SyntheticSizes,
 ) -> dict[str, Any]:
-    batch = ctr_batch(batch_size, length, sizes, seed=length)
+    ctx = init_distributed(config.train.device)
+    dmp, optimizer, _ = shard_model(model, config, ctx)
+    batch = ctr_batch(batch_size, length, sizes, seed=length).to(ctx.device)
     rss_inputs = current_rss_mib()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
+    dmp.train()
 
     def step() -> float:
         optimizer.zero_grad(set_to_none=True)
-        output = model(batch)
-        loss = F.binary_cross_entropy_with_logits(output.logits, batch.labels)
-        for aux in output.aux_logits.values():
-            loss = loss + F.binary_cross_entropy_with_logits(aux, batch.labels)
+        loss, _ = dmp(batch)
         loss.backward()
         optimizer.step()
         return float(loss)
@@ -76,6 +94,8 @@ def measure_train(
         "rss_inputs_mib": rss_inputs,
         "train_peak_rss_mib": peak_rss_mib(),
         "train_peak_over_inputs_mib": round(peak_rss_mib() - rss_inputs, 1),
+        "sparse_optimizer": config.optim.sparse,
+        "dense_optimizer": config.optim.dense,
     }
 
 
@@ -89,8 +109,13 @@ def measure_inference(
     sizes: SyntheticSizes,
 ) -> dict[str, Any]:
     encoder = model.head.encoder.eval()
+    device = next(model.head.parameters()).device
     query, history = encoder_inputs(model.head.spec, users, length, sizes, seed=length + 1)
     flat_query, repeated = repeat_per_candidate(query, history, candidates, sizes)
+    grid = on_device(candidate_grid(query, candidates, sizes), device)  # [U, C] candidates
+    query, history, flat_query, repeated = (
+        on_device(x, device) for x in (query, history, flat_query, repeated)
+    )
     full_ms, full = timed(lambda: encoder(flat_query, repeated), repeats)
     out: dict[str, Any] = {
         "inference_users": users,
@@ -99,7 +124,6 @@ def measure_inference(
         "inference_ms_per_candidate": round(full_ms / users / candidates, 4),
     }
     if hasattr(encoder, "encode_user"):
-        grid = candidate_grid(query, candidates, sizes)
 
         def cached() -> torch.Tensor:
             return encoder.score_candidates(encoder.encode_user(history), grid)
@@ -125,11 +149,11 @@ def measure(
     """Every figure of one (model, L) row."""
     torch.manual_seed(0)
     sizes = SyntheticSizes()
-    config = recipe_model_config(model_name)
-    content = content_table(sizes) if config.encoder == "CiUBM" else None
-    model = LifelongCTRModel(config, sizes.vocab, content_embeddings=content)
+    config = recipe_config(model_name)
+    content = content_table(sizes) if config.model.encoder == "CiUBM" else None
+    model = LifelongCTRModel(config.model, sizes.vocab, content_embeddings=content)
     row: dict[str, Any] = {"model": model_name, "length": length, "batch": batch}
-    row.update(measure_train(model, batch, length, repeats, sizes))
+    row.update(measure_train(model, config, batch, length, repeats, sizes))
     row.update(measure_inference(model, users, length, candidates, repeats, sizes))
     row["peak_rss_mib"] = peak_rss_mib()
     row["torch_threads"] = torch.get_num_threads()
@@ -145,7 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    row = measure(args.model, args.length, args.batch, args.users, args.candidates, args.repeats)
+    try:
+        row = measure(
+            args.model, args.length, args.batch, args.users, args.candidates, args.repeats
+        )
+    finally:
+        shutdown()
     print(json.dumps(row))
     return 0
 

@@ -21,7 +21,7 @@ import torch
 from components.encoders.base import EncoderSpec, History, Query
 from components.model import ModelConfig, Vocab
 from components.ops.jagged import lengths_to_offsets
-from pipelines.config import load_config
+from pipelines.config import ExperimentConfig, load_config
 from pipelines.data.batch import Batch, make_batch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -61,10 +61,15 @@ class SyntheticSizes:
         return Vocab(self.users, self.items, self.categories, self.behaviors, self.numeric)
 
 
+def recipe_config(model: str, recipe_prefix: str = "ml1m") -> ExperimentConfig:
+    """``recipes/configs/<prefix>_<recipe>.yaml`` (model, optimizers, train settings)."""
+    path = REPO_ROOT / "recipes" / "configs" / f"{recipe_prefix}_{RECIPE_OF[model]}.yaml"
+    return load_config(path, [f"data.dataset={REPO_ROOT}"])
+
+
 def recipe_model_config(model: str, recipe_prefix: str = "ml1m") -> ModelConfig:
     """The ``model`` section of ``recipes/configs/<prefix>_<recipe>.yaml``."""
-    path = REPO_ROOT / "recipes" / "configs" / f"{recipe_prefix}_{RECIPE_OF[model]}.yaml"
-    return load_config(path, [f"data.dataset={REPO_ROOT}"]).model
+    return recipe_config(model, recipe_prefix).model
 
 
 def content_table(sizes: SyntheticSizes, seed: int = 0) -> torch.Tensor:

@@ -202,23 +202,21 @@ class SequenceHead(nn.Module):
         history_numeric: torch.Tensor,
     ) -> ModelOutput:
         b = history_lengths.shape[0]
-        # one split of the KeyedTensor (per-key slicing would zero-fill [B + N, 2E + D_b]
-        # once per key in backward)
-        tables = item_kt.to_dict()
-        item_emb = tables["item_id"]  # [B + N, E]
-        category_emb = tables["category_id"]
-        behavior_emb = tables["behavior_id"]  # [B + N, D_b]
-        item_side = torch.cat([item_emb, category_emb], dim=1)  # [B + N, D]
+        n = item_ids.numel() // 3 - b
+        item_side, behavior_emb = split_item_side(item_kt)  # [B + N, D], [B + N, D_b]
+        # row splits, not slices: a slice's backward zero-fills the whole [B + N, D] once per slice
+        query_emb, history_emb = item_side.split([b, n])
+        history_behavior_emb = behavior_emb.split([b, n])[1]
         ids = item_ids.view(3, -1)  # item, category, behavior ids per row
         items, categories, behaviors = ids[0], ids[1], ids[2]
         query = Query(
-            embeddings=item_side[:b],
+            embeddings=query_emb,
             item_ids=items[:b],
             category_ids=categories[:b],
             group_ids=self.groups_of(items[:b], categories[:b]),
         )
         history = History(
-            embeddings=item_side[b:],
+            embeddings=history_emb,
             lengths=history_lengths,
             offsets=lengths_to_offsets(history_lengths),
             item_ids=items[b:],
@@ -227,7 +225,7 @@ class SequenceHead(nn.Module):
             behavior_ids=behaviors[b:],
             age=history_age,
             numeric=history_numeric,
-            behavior_embeddings=behavior_emb[b:],
+            behavior_embeddings=history_behavior_emb,
         )
         interest, aux = self.encoder.forward_with_aux(query, history)
         parts = [interest, query.embeddings]
@@ -237,6 +235,23 @@ class SequenceHead(nn.Module):
             parts.append(_numeric_summary(history))
         logits = self.over_arch(torch.cat(parts, dim=1)).squeeze(1)
         return ModelOutput(logits=logits, aux_logits=aux)
+
+
+ITEM_SIDE_KEYS = ["item_id", "category_id", "behavior_id"]
+
+
+def split_item_side(item_kt: KeyedTensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``([R, 2E] item and category embeddings side by side, [R, D_b] behavior embeddings)``.
+
+    One column split of the KeyedTensor's values: its backward writes the gradient of the whole
+    ``[R, 2E + D_b]`` once, where splitting per key and concatenating item with category again
+    would copy it twice more. Needs the keys in ``sparse_arch``'s order (DMP keeps it).
+    """
+    if item_kt.keys() != ITEM_SIDE_KEYS:
+        raise ValueError(f"item KeyedTensor keys {item_kt.keys()}, expected {ITEM_SIDE_KEYS}")
+    item_dim, category_dim, behavior_dim = item_kt.length_per_key()
+    item_side, behavior = item_kt.values().split([item_dim + category_dim, behavior_dim], dim=1)
+    return item_side, behavior
 
 
 def _numeric_summary(history: History) -> torch.Tensor:

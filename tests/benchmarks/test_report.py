@@ -52,3 +52,15 @@ def test_missing_markers_is_a_clear_error(results: Path, tmp_path: Path) -> None
 def test_the_repository_readme_is_up_to_date() -> None:
     """The committed README shows what the committed results render."""
     assert report.main(["--check"]) == 0
+
+
+def test_verdict_reads_the_recorded_met_flags() -> None:
+    from benchmarks.report import verdict
+
+    targets = {"met": {"a": True, "b": False, "c": None}}
+    assert [verdict(targets, k) for k in ("a", "b", "c", "d")] == [
+        "met",
+        "missed",
+        "not measured",
+        "not measured",
+    ]

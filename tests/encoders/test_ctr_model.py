@@ -99,3 +99,33 @@ def test_content_table_must_fit_the_item_vocabulary_and_the_encoder(
         LifelongCTRModel(
             ModelConfig(encoder="DIN"), vocab, content_embeddings=torch.zeros(vocab.items, 4)
         )
+
+
+def test_split_item_side_matches_per_key_tables_and_their_gradients() -> None:
+    from torchrec import KeyedTensor
+
+    from components.model import ITEM_SIDE_KEYS, split_item_side
+
+    generator = torch.Generator().manual_seed(0)
+    values = torch.randn(7, 4 + 4 + 3, generator=generator, requires_grad=True)
+    kt = KeyedTensor(keys=ITEM_SIDE_KEYS, length_per_key=[4, 4, 3], values=values)
+    item_side, behavior = split_item_side(kt)
+    torch.testing.assert_close(item_side, torch.cat([kt["item_id"], kt["category_id"]], dim=1))
+    torch.testing.assert_close(behavior, kt["behavior_id"])
+    weights = torch.randn(7, 11, generator=generator)
+    (torch.cat([item_side, behavior], dim=1) * weights).sum().backward()
+    torch.testing.assert_close(values.grad, weights)
+
+
+def test_split_item_side_rejects_other_key_orders() -> None:
+    from torchrec import KeyedTensor
+
+    from components.model import split_item_side
+
+    kt = KeyedTensor(
+        keys=["category_id", "item_id", "behavior_id"],
+        length_per_key=[4, 4, 3],
+        values=torch.zeros(2, 11),
+    )
+    with pytest.raises(ValueError, match="category_id"):
+        split_item_side(kt)
