@@ -155,12 +155,23 @@ def test_gather_padded_matches_reference(
     index = torch.randint(0, n, (batch, k), generator=generator)
     mask = torch.rand(batch, k, generator=generator) < 0.7
     out = gather_padded(values, index, mask)
-    expected = gather_padded_reference(values, index, mask)
+    twin = values.detach().clone().requires_grad_()
+    expected = gather_padded_reference(twin, index, mask)
     assert torch.equal(out, expected)
+    with torch.no_grad():
+        assert torch.equal(gather_padded(values, index, mask), expected)
     out.sum().backward()
     counts = torch.bincount(index[mask], minlength=n).to(torch.float32)
     assert values.grad is not None
     assert torch.equal(values.grad, counts.view(n, *([1] * len(row_shape))).expand_as(values))
+    # the in-place backward against autograd through the loop twin, with uneven upstream grads
+    values.grad = None
+    upstream = torch.randn(out.shape, generator=generator)
+    (gather_padded(values, index, mask) * upstream).sum().backward()
+    if expected.requires_grad:  # the loop twin has no graph when no slot is kept
+        (expected * upstream).sum().backward()
+    twin_grad = twin.grad if twin.grad is not None else torch.zeros_like(values)
+    torch.testing.assert_close(values.grad, twin_grad)
 
 
 class _PadThenGather(torch.nn.Module):
