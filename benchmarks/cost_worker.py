@@ -13,7 +13,10 @@
   model without a user cache must do; DMGIN also scores them from its cached user state
   (``encode_user`` once + ``score_candidates``), checked equal to the full forward;
 * memory: RSS after the inputs exist, peak RSS (``ru_maxrss``) after training and at the end;
-  the process is fresh, so the peak is this model's.
+  the process is fresh, so the peak is this model's; and, exactly, the bytes the encoder's
+  forward keeps for backward (storages of saved tensors, the inputs' own excluded): the
+  activation memory of the sequence model itself, apart from the L looked-up embeddings every
+  model holds.
 """
 
 from __future__ import annotations
@@ -99,6 +102,32 @@ def measure_train(
     }
 
 
+def measure_encoder_activations(
+    model: LifelongCTRModel, batch_size: int, length: int, sizes: SyntheticSizes
+) -> dict[str, Any]:
+    """MiB of the storages the encoder's training forward saves for backward, inputs excluded."""
+    encoder = model.head.encoder.train()
+    query, history = encoder_inputs(model.head.spec, batch_size, length, sizes, seed=length + 2)
+    inputs = {
+        value.untyped_storage().data_ptr()
+        for part in (query, history)
+        for f in dataclasses.fields(part)
+        for value in [getattr(part, f.name)]
+        if isinstance(value, torch.Tensor)
+    }
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in inputs:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        encoder(query, history)
+    return {"encoder_saved_mib": round(sum(saved.values()) / 2**20, 2)}
+
+
 @torch.no_grad()
 def measure_inference(
     model: LifelongCTRModel,
@@ -153,6 +182,7 @@ def measure(
     content = content_table(sizes) if config.model.encoder == "CiUBM" else None
     model = LifelongCTRModel(config.model, sizes.vocab, content_embeddings=content)
     row: dict[str, Any] = {"model": model_name, "length": length, "batch": batch}
+    row.update(measure_encoder_activations(model, batch, length, sizes))
     row.update(measure_train(model, config, batch, length, repeats, sizes))
     row.update(measure_inference(model, users, length, candidates, repeats, sizes))
     row["peak_rss_mib"] = peak_rss_mib()

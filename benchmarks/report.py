@@ -107,7 +107,10 @@ def cost_section(results: Path) -> str | None:
         f"{verdict(t, 'dinfull_step_over_dmgin')}), DMGIN cached / full per candidate = "
         f"{t['dmgin_cached_over_full_per_candidate']} "
         f"(<= {bound['dmgin_cached_over_full_per_candidate_max']:g}: "
-        f"{verdict(t, 'dmgin_cached_over_full_per_candidate')}). Why the missed ones are missed: "
+        f"{verdict(t, 'dmgin_cached_over_full_per_candidate')}), DMGIN encoder activations at "
+        f"the largest L / at L={t['length']:,} = {t.get('dmgin_encoder_saved_growth')} "
+        f"(<= {bound.get('dmgin_encoder_saved_growth_max', float('nan')):g}: "
+        f"{verdict(t, 'dmgin_encoder_saved_growth')}). Why the missed ones are missed: "
         "README, Benchmarks, *Reading the cost targets*.",
         "![cost](benchmarks/results/cost.png)",
         where(data.get("environment")),

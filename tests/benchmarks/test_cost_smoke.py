@@ -70,6 +70,7 @@ def test_cost_smoke(tmp_path: Path) -> None:
     for row in rows:
         assert "error" not in row, row
         _positive(row, "train_step_ms", "samples_per_s", "inference_ms_per_user", "peak_rss_mib")
+        _positive(row, "encoder_saved_mib")
         assert math.isfinite(row["loss"])
         assert row["peak_rss_mib"] >= row["train_peak_rss_mib"] >= row["rss_inputs_mib"]
         assert row["samples_per_s"] == pytest.approx(
