@@ -111,6 +111,9 @@ class DMGINUserState:
             :meth:`DMGIN.score_candidates` and reused by later ones (O(log L + K) per candidate).
         group_tables: per (user, group) segment of ``group_index``: counts per behavior type,
             numeric sums and newest age (for the candidate's-group statistics), built likewise.
+        target_rows: ``(index [B, K], mask [B, K], features [B, K, H])`` of one known candidate
+            per user, gathered together with the group slots (set only inside
+            :meth:`DMGIN.forward`).
     """
 
     groups: torch.Tensor
@@ -124,6 +127,7 @@ class DMGINUserState:
     numeric: torch.Tensor
     group_index: GroupIndex | None = None
     group_tables: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    target_rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
 
 class DMGIN(SequenceEncoder):
@@ -212,6 +216,15 @@ class DMGIN(SequenceEncoder):
         return self.behavior_proj(features) * mask.unsqueeze(-1).to(features.dtype)
 
     def encode_user(self, history: History) -> DMGINUserState:
+        """The candidate-independent state of each user (groups after the HSTU layers)."""
+        return self._encode_user(history, None)
+
+    def _encode_user(
+        self, history: History, target_rows: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> DMGINUserState:
+        """``target_rows``: ``(index [B, K], mask [B, K])`` of the candidate's group, gathered in
+        the same call as the group slots: every gather's backward is a whole ``[N, D]`` gradient,
+        so one gather instead of two saves a zero-fill and an add of that size per step."""
         cfg = self.config
         device = history.embeddings.device
         dtype = history.embeddings.dtype
@@ -230,6 +243,7 @@ class DMGIN(SequenceEncoder):
                 history.age,
                 history.numeric,
             )
+        prefetched = None
         grouped = group_behaviors(
             history.group_ids,
             history.offsets,
@@ -249,13 +263,27 @@ class DMGIN(SequenceEncoder):
             # slots are left-aligned: pad only to the largest group of the batch (<= M)
             width = max(int(inner_mask.sum(dim=1).max()), 1) if inner_mask.shape[0] else 1
             inner_mask = inner_mask[:, :width]
-            slots = self.behavior_features(
-                history.embeddings,
-                history.behavior_embeddings,
-                history.age,
-                grouped.behavior_index[valid][:, :width],
-                inner_mask,
-            )
+            inner_index = grouped.behavior_index[valid][:, :width]
+            if target_rows is None:
+                slots = self.behavior_features(
+                    history.embeddings,
+                    history.behavior_embeddings,
+                    history.age,
+                    inner_index,
+                    inner_mask,
+                )
+            else:
+                target_index, target_mask = target_rows
+                both = self.behavior_features(
+                    history.embeddings,
+                    history.behavior_embeddings,
+                    history.age,
+                    torch.cat([inner_index.reshape(-1), target_index.reshape(-1)]),
+                    torch.cat([inner_mask.reshape(-1), target_mask.reshape(-1)]),
+                )
+                slots, target = both.split([inner_index.numel(), target_index.numel()])
+                slots = slots.view(*inner_index.shape, h)
+                prefetched = (target_index, target_mask, target.view(*target_index.shape, h))
             pooled = torch.zeros(b, g, h, device=device, dtype=dtype)
             if slots.shape[0]:
                 encoded = masked_mean(self.intra(slots, inner_mask), inner_mask)
@@ -287,6 +315,7 @@ class DMGIN(SequenceEncoder):
             history.behavior_ids,
             history.age,
             history.numeric,
+            target_rows=prefetched,
         )
 
     # -- per candidate ------------------------------------------------------------------------
@@ -320,12 +349,15 @@ class DMGIN(SequenceEncoder):
         count = torch.zeros(b, device=same.device, dtype=same.dtype).index_add(0, segment, same)
         outputs = []
         if self.target_attention is not None:
-            index, mask = hard_search(
-                state.group_ids, state.offsets, query_groups, self.config.target_group_max_len
-            )
-            kept = self.behavior_features(
-                state.embeddings, state.behavior_embeddings, state.age, index, mask
-            )
+            if state.target_rows is not None:
+                index, mask, kept = state.target_rows
+            else:
+                index, mask = hard_search(
+                    state.group_ids, state.offsets, query_groups, self.config.target_group_max_len
+                )
+                kept = self.behavior_features(
+                    state.embeddings, state.behavior_embeddings, state.age, index, mask
+                )
             attended = self.target_attention(candidates.embeddings.reshape(b, -1), kept, mask)
             outputs += [attended, torch.log1p(count).unsqueeze(1)]
         if self.target_stats_dim:
@@ -425,4 +457,15 @@ class DMGIN(SequenceEncoder):
             category_ids=query.category_ids.unsqueeze(1),
             group_ids=query.group_ids.unsqueeze(1),
         )
-        return self.score_candidates(self.encode_user(history), candidates).squeeze(1)
+        target_rows = None
+        slots_gathered = self.intra is not None and self.group_attention is not None
+        if self.target_attention is not None and slots_gathered:
+            # the candidate's group rows join the group slots' gather
+            target_rows = hard_search(
+                history.group_ids,
+                history.offsets,
+                query.group_ids,
+                self.config.target_group_max_len,
+            )
+        state = self._encode_user(history, target_rows)
+        return self.score_candidates(state, candidates).squeeze(1)

@@ -7,6 +7,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from components.encoders.base import Query
 from components.encoders.dmgin import DMGIN, DMGINConfig
@@ -179,3 +181,38 @@ def test_target_group_statistics_match_a_naive_count() -> None:
         newest = math.log1p(min(float(history.age[r]) for r in same) / 86400.0) if same else 0.0
         expected = torch.tensor([math.log1p(c) for c in counts] + means + [newest])
         torch.testing.assert_close(out[i], expected, atol=1e-5, rtol=1e-5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 40), min_size=1, max_size=5),
+    num_groups=st.sampled_from([2, 4, NG]),
+    seed=st.integers(0, 2**16),
+)
+def test_forward_gathering_once_equals_the_two_gather_path(
+    lengths: list[int], num_groups: int, seed: int
+) -> None:
+    """forward gathers the candidate's-group rows with the group slots; scoring the same single
+    candidate from ``encode_user``'s state gathers them apart. Same output, same gradients."""
+    torch.manual_seed(seed)
+    model = DMGIN(SPEC, SMALL).eval()
+    query, history = make_inputs(lengths, seed=seed, num_groups=num_groups)
+    history = dataclasses.replace(
+        history, behavior_embeddings=history.behavior_embeddings.requires_grad_()
+    )
+    weights = torch.randn(len(lengths), model.output_dim)
+    fused = model(query, history)
+    fused_grads = torch.autograd.grad((fused * weights).sum(), _leaves(query, history))
+    candidates = Query(*(getattr(query, f).unsqueeze(1) for f in _QUERY_FIELDS))
+    apart = model.score_candidates(model.encode_user(history), candidates).squeeze(1)
+    apart_grads = torch.autograd.grad((apart * weights).sum(), _leaves(query, history))
+    torch.testing.assert_close(fused, apart, atol=1e-5, rtol=1e-5)
+    for got, expected in zip(fused_grads, apart_grads, strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+_QUERY_FIELDS = ("embeddings", "item_ids", "category_ids", "group_ids")
+
+
+def _leaves(query: Query, history) -> list[torch.Tensor]:  # noqa: ANN001 (History)
+    return [query.embeddings, history.embeddings, history.behavior_embeddings]
