@@ -202,11 +202,11 @@ class SequenceHead(nn.Module):
         history_numeric: torch.Tensor,
     ) -> ModelOutput:
         b = history_lengths.shape[0]
-        n = item_ids.numel() // 3 - b
         item_side, behavior_emb = split_item_side(item_kt)  # [B + N, D], [B + N, D_b]
+        rows = [b, item_side.shape[0] - b]  # candidates, then the N history rows
         # row splits, not slices: a slice's backward zero-fills the whole [B + N, D] once per slice
-        query_emb, history_emb = item_side.split([b, n])
-        history_behavior_emb = behavior_emb.split([b, n])[1]
+        query_emb, history_emb = item_side.split(rows)
+        history_behavior_emb = behavior_emb.split(rows)[1]
         ids = item_ids.view(3, -1)  # item, category, behavior ids per row
         items, categories, behaviors = ids[0], ids[1], ids[2]
         query = Query(
