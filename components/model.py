@@ -275,10 +275,12 @@ class LifelongCTRModel(nn.Module):
     (CiUBM).
 
     Example:
+        >>> from pipelines.data.batch import random_batch
         >>> model = LifelongCTRModel(ModelConfig(encoder="DIN"), Vocab(100, 500, 20, 6, 1))
-        >>> output = model(batch)  # pipelines.data.batch.Batch
-        >>> output.logits.shape
-        torch.Size([B])
+        >>> batch = random_batch([30, 5, 12], users=100, items=500, categories=20, behaviors=6,
+        ...                      num_numeric=1)
+        >>> model(batch).logits.shape
+        torch.Size([3])
     """
 
     def __init__(

@@ -9,9 +9,14 @@ encoders pad jagged histories to data-dependent widths (``int(lengths.max())``) 
 them.
 
 Example:
+    >>> from components.model import LifelongCTRModel, ModelConfig, Vocab
+    >>> from pipelines.data.batch import random_batch
+    >>> model = LifelongCTRModel(ModelConfig(encoder="DIN"), Vocab(100, 500, 20, 6, 1)).eval()
+    >>> batch = random_batch([30, 5], users=100, items=500, categories=20, behaviors=6,
+    ...                      num_numeric=1)
     >>> graph_module = trace_model(model)        # torch.fx.GraphModule
-    >>> graph_module(batch).logits.shape          # same outputs as model(batch)
-    torch.Size([B])
+    >>> torch.equal(graph_module(batch).logits, model(batch).logits)
+    True
 """
 
 from __future__ import annotations

@@ -234,9 +234,12 @@ class CiUBM(SequenceEncoder):
     :meth:`load_content`.
 
     Example:
+        >>> from components.encoders.example_inputs import random_history, random_query
         >>> spec = EncoderSpec(embedding_dim=16)
-        >>> enc = CiUBM(spec, CiUBMConfig(top_k=4), content_embeddings=torch.randn(100, 32))
-        >>> # enc(query, history).shape == (B, enc.output_dim)
+        >>> enc = CiUBM(spec, CiUBMConfig(top_k=4), content_embeddings=torch.randn(1000, 32))
+        >>> interest = enc(random_query(spec, 2), random_history(spec, [12, 7]))
+        >>> interest.shape == (2, enc.output_dim)
+        True
     """
 
     def __init__(

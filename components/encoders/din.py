@@ -41,9 +41,11 @@ class DIN(SequenceEncoder):
     """``(query [B, D], history N rows) -> [B, D]``: DIN pooling over the last ``max_len``.
 
     Example:
-        >>> enc = DIN(EncoderSpec(embedding_dim=32))
-        >>> enc(query, history).shape  # Query/History from components.encoders.base
-        torch.Size([B, 32])
+        >>> from components.encoders.example_inputs import random_history, random_query
+        >>> spec = EncoderSpec(embedding_dim=32)
+        >>> enc = DIN(spec)
+        >>> enc(random_query(spec, 2), random_history(spec, [5, 3])).shape
+        torch.Size([2, 32])
     """
 
     config_class: type[DINConfig] = DINConfig

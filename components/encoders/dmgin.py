@@ -134,13 +134,16 @@ class DMGIN(SequenceEncoder):
     """``(query [B, D], history N rows) -> [B, output_dim]``.
 
     Example:
+        >>> from components.encoders.example_inputs import random_history, random_query
         >>> spec = EncoderSpec(embedding_dim=32, behavior_dim=8, num_behaviors=5, num_groups=100)
-        >>> enc = DMGIN(spec, DMGINConfig(max_groups=16, max_per_group=8))
-        >>> enc(query, history).shape  # Query/History from components.encoders.base
-        torch.Size([B, enc.output_dim])
+        >>> enc = DMGIN(spec, DMGINConfig(max_groups=16, max_per_group=8)).eval()
+        >>> history = random_history(spec, [300, 40])
+        >>> enc(random_query(spec, 2), history).shape == (2, enc.output_dim)
+        True
         >>> state = enc.encode_user(history)                  # once per user
-        >>> enc.score_candidates(state, candidates).shape     # candidates: [B, C, ...]
-        torch.Size([B, C, enc.output_dim])
+        >>> candidates = random_query(spec, 2, candidates=100)  # fields [B, C, ...]
+        >>> enc.score_candidates(state, candidates).shape == (2, 100, enc.output_dim)
+        True
     """
 
     def __init__(self, spec: EncoderSpec, config: DMGINConfig | None = None) -> None:

@@ -30,9 +30,11 @@ class ETA(SequenceEncoder):
     """``(query [B, D], history) -> [B, D]``: SimHash top-K + ESU.
 
     Example:
-        >>> enc = ETA(EncoderSpec(embedding_dim=32, behavior_dim=8))
-        >>> enc(query, history).shape
-        torch.Size([B, 32])
+        >>> from components.encoders.example_inputs import random_history, random_query
+        >>> spec = EncoderSpec(embedding_dim=32, behavior_dim=8)
+        >>> enc = ETA(spec)
+        >>> enc(random_query(spec, 2), random_history(spec, [500, 30])).shape
+        torch.Size([2, 32])
     """
 
     def __init__(self, spec: EncoderSpec, config: ETAConfig | None = None) -> None:

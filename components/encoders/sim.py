@@ -78,9 +78,11 @@ class SIMHard(SequenceEncoder):
     """``(query [B, D], history) -> [B, D]`` via hard search then ESU.
 
     Example:
-        >>> enc = SIMHard(EncoderSpec(embedding_dim=32, behavior_dim=8))
-        >>> enc(query, history).shape
-        torch.Size([B, 32])
+        >>> from components.encoders.example_inputs import random_history, random_query
+        >>> spec = EncoderSpec(embedding_dim=32, behavior_dim=8)
+        >>> enc = SIMHard(spec)
+        >>> enc(random_query(spec, 2), random_history(spec, [500, 30])).shape
+        torch.Size([2, 32])
     """
 
     def __init__(self, spec: EncoderSpec, config: SIMConfig | None = None) -> None:
@@ -99,7 +101,16 @@ class SIMHard(SequenceEncoder):
 
 
 class SIMSoft(SequenceEncoder):
-    """``(query [B, D], history) -> [B, D]`` via inner-product top-K then ESU, + auxiliary task."""
+    """``(query [B, D], history) -> [B, D]`` via inner-product top-K then ESU, + auxiliary task.
+
+    Example:
+        >>> from components.encoders.example_inputs import random_history, random_query
+        >>> spec = EncoderSpec(embedding_dim=32, behavior_dim=8)
+        >>> enc = SIMSoft(spec)
+        >>> interest, aux = enc.forward_with_aux(random_query(spec, 2), random_history(spec, [9, 4]))
+        >>> interest.shape, {name: logits.shape for name, logits in aux.items()}
+        (torch.Size([2, 32]), {'sim_soft_gsu': torch.Size([2])})
+    """
 
     def __init__(self, spec: EncoderSpec, config: SIMConfig | None = None) -> None:
         super().__init__()

@@ -14,6 +14,7 @@ input-dist them ahead of the forward pass.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -161,3 +162,53 @@ def _rows(numeric: torch.Tensor, n: int) -> torch.Tensor:
     if n == 0:
         return numeric.reshape(0, 0)
     return numeric.reshape(n, -1)
+
+
+def random_batch(
+    history_lengths: Sequence[int],
+    *,
+    users: int,
+    items: int,
+    categories: int,
+    behaviors: int,
+    num_numeric: int = 0,
+    seed: int = 0,
+) -> Batch:
+    """A valid :class:`Batch` of random ids and labels, for examples and smoke tests.
+
+    Ids are drawn in ``[1, vocabulary)`` (the sizes of :class:`components.model.Vocab`), ages
+    decrease within each history (oldest first); the values carry no signal.
+
+    Example:
+        >>> batch = random_batch([4, 0, 2], users=10, items=50, categories=5, behaviors=3)
+        >>> batch.items.stride(), batch.history_lengths.tolist(), batch.labels.shape
+        (9, [4, 0, 2], torch.Size([3]))
+    """
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor(list(history_lengths), dtype=torch.int64)
+    if bool((lengths < 0).any()):
+        raise ValueError(f"history_lengths must be >= 0, got {lengths.tolist()}")
+    b, n = int(lengths.shape[0]), int(lengths.sum())
+
+    def ids(vocabulary: int, count: int) -> torch.Tensor:
+        if vocabulary <= 1:
+            return torch.zeros(count, dtype=torch.int64)
+        return torch.randint(1, vocabulary, (count,), generator=generator)
+
+    age = torch.cat(
+        [torch.empty(0)]
+        + [torch.sort(torch.rand(k, generator=generator), descending=True).values for k in lengths]
+    )
+    return make_batch(
+        user=ids(users, b),
+        item=ids(items, b),
+        category=ids(categories, b),
+        labels=(torch.rand(b, generator=generator) < 0.5).float(),
+        timestamps=torch.zeros(b, dtype=torch.int64),
+        history_lengths=lengths,
+        history_item=ids(items, n),
+        history_category=ids(categories, n),
+        history_behavior=ids(behaviors, n),
+        history_age=1.0 + age * 1e7,
+        history_numeric=torch.rand(n, num_numeric, generator=generator),
+    )

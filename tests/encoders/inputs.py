@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
-
 from components.encoders.base import EncoderSpec, History, Query
+from components.encoders.example_inputs import random_history, random_query
 from components.ops.jagged import lengths_to_offsets
 
 D, DB, NB, F, NG = 16, 4, 4, 2, 12
@@ -14,30 +13,11 @@ SPEC = EncoderSpec(embedding_dim=D, behavior_dim=DB, num_behaviors=NB, num_numer
 
 
 def make_inputs(lengths: list[int], seed: int = 0, num_groups: int = NG) -> tuple[Query, History]:
-    g = torch.Generator().manual_seed(seed)
-    n, b = sum(lengths), len(lengths)
-    lengths_t = torch.tensor(lengths, dtype=torch.int64)
-    age = torch.cat(
-        [torch.sort(torch.rand(k, generator=g) * 1e7, descending=True).values for k in lengths]
-    )
-    history = History(
-        embeddings=torch.randn(n, D, generator=g, requires_grad=True),
-        lengths=lengths_t,
-        offsets=lengths_to_offsets(lengths_t),
-        item_ids=torch.randint(1, 50, (n,), generator=g),
-        category_ids=torch.randint(1, 5, (n,), generator=g),
-        group_ids=torch.randint(1, num_groups, (n,), generator=g),
-        behavior_ids=torch.randint(1, NB, (n,), generator=g),
-        age=age + 1.0,
-        numeric=torch.rand(n, F, generator=g),
-        behavior_embeddings=torch.randn(n, DB, generator=g),
-    )
-    query = Query(
-        embeddings=torch.randn(b, D, generator=g, requires_grad=True),
-        item_ids=torch.randint(1, 50, (b,), generator=g),
-        category_ids=torch.randint(1, 5, (b,), generator=g),
-        group_ids=torch.randint(1, num_groups, (b,), generator=g),
-    )
+    """Contract-valid random inputs; both embeddings record gradients."""
+    spec = dataclasses.replace(SPEC, num_groups=num_groups)
+    vocab = {"num_items": 50, "num_categories": 5}
+    history = random_history(spec, lengths, seed=seed, requires_grad=True, **vocab)
+    query = random_query(spec, len(lengths), seed=seed + 7919, requires_grad=True, **vocab)
     return query, history
 
 
