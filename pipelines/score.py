@@ -33,8 +33,10 @@ import torch
 
 from pipelines.data.loader import LoaderConfig, SampleLoader
 from pipelines.data.prepared import DataError, PreparedDataset
-from pipelines.export import ExportError, batch_tensors, build_vocab, load_scorer
+from pipelines.export import load_scorer
 from pipelines.metrics import compute_metrics
+from pipelines.plain_model import ExportError, build_vocab
+from pipelines.scorer import batch_tensors
 
 #: vocabulary fields that must agree between the model and the dataset it scores
 _VOCAB_FIELDS = ("users", "items", "categories", "behaviors", "num_numeric")

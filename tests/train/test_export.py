@@ -22,7 +22,9 @@ from torch import nn
 from components.encoders.base import History, Query, SequenceEncoder
 from components.model import LifelongCTRModel, ModelConfig
 from pipelines import export as export_mod
+from pipelines import plain_model
 from pipelines import score as score_mod
+from pipelines import scorer as scorer_mod
 from pipelines.checkpoint import TrainerState, save_checkpoint
 from pipelines.config import ExperimentConfig, to_dict
 from pipelines.data.loader import LoaderConfig, SampleLoader
@@ -122,7 +124,7 @@ def test_exported_model_scores_like_the_trainer(
 
 def _plain_model(dataset: Path, encoder: str = "DMGIN") -> LifelongCTRModel:
     torch.manual_seed(0)
-    vocab = export_mod.build_vocab(PreparedDataset.open(dataset), None)
+    vocab = plain_model.build_vocab(PreparedDataset.open(dataset), None)
     config = ModelConfig(encoder=encoder, embedding_dim=8, behavior_dim=4, over_arch=[16])
     return LifelongCTRModel(config, vocab).eval()
 
@@ -140,11 +142,11 @@ def _batches(dataset: Path, sizes: tuple[int, ...]) -> list:
 @pytest.mark.parametrize("encoder", ["DMGIN", "SIMHard"])
 def test_tensor_scorer_equals_the_batch_forward(tiny_dataset: Path, encoder: str) -> None:
     model = _plain_model(tiny_dataset, encoder)
-    scorer = export_mod.TensorScorer(model)
+    scorer = scorer_mod.TensorScorer(model)
     with torch.no_grad():
         for batch in _batches(tiny_dataset, (1, 33)):
             expected = torch.sigmoid(model(batch).logits)
-            got = scorer(*export_mod.batch_tensors(batch))
+            got = scorer(*scorer_mod.batch_tensors(batch))
             assert got.shape == (batch.batch_size,)
             torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
 
@@ -169,7 +171,7 @@ def test_torch_export_artifact_round_trip(tiny_dataset: Path, tmp_path: Path) ->
     """Once an encoder is exportable, the .pt2 path is taken and scores like eager."""
     model = _plain_model(tiny_dataset, "DIN")
     model.head.encoder = _MeanEncoder(model.head.encoder.output_dim)
-    scorer = export_mod.TensorScorer(model).eval()
+    scorer = scorer_mod.TensorScorer(model).eval()
     batches = export_mod.example_batches(tiny_dataset, 40)
     assert len({b.batch_size for b in batches}) == 2  # the check covers another batch size
     program, reason = export_mod.try_torch_export(scorer, batches)
@@ -178,15 +180,15 @@ def test_torch_export_artifact_round_trip(tiny_dataset: Path, tmp_path: Path) ->
     export_mod.write_artifact(out, {"format": export_mod.FORMAT, "version": 1}, model, program)
     loaded, metadata = export_mod.load_scorer(out)
     assert metadata["format"] == export_mod.FORMAT
-    assert not isinstance(loaded, export_mod.TensorScorer)  # the exported graph, not eager
+    assert not isinstance(loaded, scorer_mod.TensorScorer)  # the exported graph, not eager
     with torch.no_grad():
         for batch in _batches(tiny_dataset, (1, 50)):
-            inputs = export_mod.batch_tensors(batch)
+            inputs = scorer_mod.batch_tensors(batch)
             torch.testing.assert_close(loaded(*inputs), scorer(*inputs), atol=1e-6, rtol=0)
 
 
 def test_real_encoders_fall_back_with_the_blocking_line(tiny_dataset: Path) -> None:
-    scorer = export_mod.TensorScorer(_plain_model(tiny_dataset, "DMGIN"))
+    scorer = scorer_mod.TensorScorer(_plain_model(tiny_dataset, "DMGIN"))
     program, reason = export_mod.try_torch_export(
         scorer, export_mod.example_batches(tiny_dataset, 40)
     )

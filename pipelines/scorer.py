@@ -1,0 +1,111 @@
+"""`TensorScorer`: a trained :class:`~components.model.LifelongCTRModel` as a function of the
+plain tensors the loader produces (no KeyedJaggedTensor, no ``Batch``), the form
+``pipelines.export`` writes and ``pipelines.score`` runs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchrec import EmbeddingBagCollection, KeyedTensor, PoolingType
+
+from components.model import LifelongCTRModel
+from pipelines.data.batch import ITEM_KEYS, Batch
+
+#: positional inputs of :class:`TensorScorer` (name, shape, dtype)
+INPUTS: tuple[tuple[str, str, str], ...] = (
+    ("user", "[B]", "int64"),
+    ("item", "[B]", "int64"),
+    ("category", "[B]", "int64"),
+    ("history_lengths", "[B]", "int64"),
+    ("history_item", "[N]", "int64"),
+    ("history_category", "[N]", "int64"),
+    ("history_behavior", "[N]", "int64"),
+    ("history_age", "[N]", "float32"),
+    ("history_numeric", "[N, F]", "float32"),
+)
+
+
+def _lookup(ebc: EmbeddingBagCollection, ids: dict[str, torch.Tensor]) -> KeyedTensor:
+    """The EBC's output for bags of exactly one id each, as plain row gathers.
+
+    ``ids`` maps every feature of ``ebc`` to ``[R]`` int64 ids (one id per bag); the result is
+    the ``KeyedTensor [R, sum of dims]`` the EBC returns for the equivalent KJT (a SUM bag of
+    one row is that row, bit for bit), without building a KeyedJaggedTensor, whose
+    per-key splits ``torch.export`` cannot keep symbolic.
+    """
+    keys: list[str] = []
+    dims: list[int] = []
+    values: list[torch.Tensor] = []
+    for config in ebc.embedding_bag_configs():
+        if config.pooling not in (PoolingType.SUM, PoolingType.MEAN):
+            raise ValueError(f"table {config.name}: pooling {config.pooling} is not one-id safe")
+        weight = ebc.embedding_bags[config.name].weight
+        for feature in config.feature_names:
+            keys.append(feature)
+            dims.append(config.embedding_dim)
+            values.append(F.embedding(ids[feature], weight))
+    return KeyedTensor(keys=keys, length_per_key=dims, values=torch.cat(values, dim=1))
+
+
+class TensorScorer(nn.Module):
+    """A :class:`LifelongCTRModel` as a function of plain tensors (export-friendly).
+
+    forward(user [B], item [B], category [B], history_lengths [B], history_item [N],
+    history_category [N], history_behavior [N], history_age [N], history_numeric [N, F])
+    -> prediction [B] float32 in (0, 1), equal to ``sigmoid(model(batch).logits)`` for the
+    ``Batch`` holding the same samples (rows ``[B, B + N)`` of the item side are the histories of
+    samples 0..B-1 concatenated, oldest -> newest, exactly as the loader lays them out).
+    """
+
+    def __init__(self, model: LifelongCTRModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self,
+        user: torch.Tensor,
+        item: torch.Tensor,
+        category: torch.Tensor,
+        history_lengths: torch.Tensor,
+        history_item: torch.Tensor,
+        history_category: torch.Tensor,
+        history_behavior: torch.Tensor,
+        history_age: torch.Tensor,
+        history_numeric: torch.Tensor,
+    ) -> torch.Tensor:
+        rows = {
+            "item_id": torch.cat([item, history_item]),  # [B + N]
+            "category_id": torch.cat([category, history_category]),
+            "behavior_id": torch.cat([torch.zeros_like(item), history_behavior]),
+        }
+        # key-major ids, the layout of Batch.items.values(): [3 * (B + N)]
+        item_ids = torch.cat([rows[key] for key in ITEM_KEYS])
+        output = self.model.head(
+            _lookup(self.model.user_ebc, {"user_id": user}),
+            _lookup(self.model.item_ebc, rows),
+            item_ids,
+            history_lengths,
+            history_age,
+            history_numeric,
+        )
+        return torch.sigmoid(output.logits.float())
+
+
+def batch_tensors(batch: Batch) -> tuple[torch.Tensor, ...]:
+    """The :data:`INPUTS` of :class:`TensorScorer` for a loader ``Batch`` (B samples, N rows)."""
+    b = batch.batch_size
+    ids = batch.items.values().view(len(ITEM_KEYS), -1)  # [3, B + N]
+    item, category, behavior = ids[0], ids[1], ids[2]
+    return (
+        batch.user_ids,
+        item[:b],
+        category[:b],
+        batch.history_lengths,
+        item[b:],
+        category[b:],
+        behavior[b:],
+        batch.history_age,
+        batch.history_numeric,
+    )
