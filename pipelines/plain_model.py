@@ -31,6 +31,7 @@ from pipelines.checkpoint import (
 from pipelines.config import ConfigError, ExperimentConfig, config_from_dict
 from pipelines.data.prepared import DataError, PreparedDataset
 from pipelines.model_wrapper import TrainWrapper
+from pipelines.train import build_vocab
 
 #: buffers whose size comes from side data rather than the vocabulary (read from the checkpoint)
 _DATA_SIZED_BUFFERS = ("head.item_to_group", "head.encoder.content")
@@ -88,19 +89,6 @@ def _read_saved(path: Path, sizes: dict[str, torch.Size], key: str) -> torch.Ten
     with _single_process_dcp():
         dcp.load({"model": {f"model.{key}": tensor}}, checkpoint_id=str(path))
     return tensor
-
-
-def build_vocab(dataset: PreparedDataset, item_to_group: torch.Tensor | None) -> Vocab:
-    """Vocabulary sizes of a prepared dataset (same rule as the trainer)."""
-    v = dataset.vocab
-    return Vocab(
-        users=v["users"],
-        items=v["items"],
-        categories=v["categories"],
-        behaviors=v["behaviors"],
-        num_numeric=len(dataset.numeric_fields),
-        groups=int(item_to_group.max()) + 1 if item_to_group is not None else None,
-    )
 
 
 @contextlib.contextmanager

@@ -81,6 +81,7 @@ def seed_everything(seed: int) -> None:
 
 
 def build_vocab(dataset: PreparedDataset, item_to_group: torch.Tensor | None) -> Vocab:
+    """Vocabulary sizes of a prepared dataset (``groups`` from the item -> group table)."""
     v = dataset.vocab
     groups = int(item_to_group.max()) + 1 if item_to_group is not None else None
     return Vocab(

@@ -22,7 +22,6 @@ from torch import nn
 from components.encoders.base import History, Query, SequenceEncoder
 from components.model import LifelongCTRModel, ModelConfig
 from pipelines import export as export_mod
-from pipelines import plain_model
 from pipelines import score as score_mod
 from pipelines import scorer as scorer_mod
 from pipelines.checkpoint import TrainerState, save_checkpoint
@@ -31,6 +30,7 @@ from pipelines.data.loader import LoaderConfig, SampleLoader
 from pipelines.data.prepared import PreparedDataset
 from pipelines.distributed import free_port
 from pipelines.model_wrapper import TrainWrapper
+from pipelines.train import build_vocab
 
 from .conftest import write_config
 
@@ -124,7 +124,7 @@ def test_exported_model_scores_like_the_trainer(
 
 def _plain_model(dataset: Path, encoder: str = "DMGIN") -> LifelongCTRModel:
     torch.manual_seed(0)
-    vocab = plain_model.build_vocab(PreparedDataset.open(dataset), None)
+    vocab = build_vocab(PreparedDataset.open(dataset), None)
     config = ModelConfig(encoder=encoder, embedding_dim=8, behavior_dim=4, over_arch=[16])
     return LifelongCTRModel(config, vocab).eval()
 
