@@ -9,6 +9,7 @@ from components.encoders.ciubm import CiUBM, CiUBMConfig
 from components.encoders.din import DIN, DINConfig, DINFull, DINFullConfig
 from components.encoders.dmgin import DMGIN, DMGINConfig, DMGINUserState
 from components.encoders.eta import ETA, ETAConfig
+from components.encoders.example_inputs import random_history, random_query
 from components.encoders.registry import build_encoder
 from components.encoders.sim import SIMConfig, SIMHard, SIMSoft
 from components.model import LifelongCTRModel, ModelConfig, ModelOutput, Vocab
@@ -33,6 +34,8 @@ __all__ = [
     "History",
     "Query",
     "SequenceEncoder",
+    "random_history",
+    "random_query",
     "build_encoder",
     "LifelongCTRModel",
     "ModelConfig",
