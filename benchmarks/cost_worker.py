@@ -43,7 +43,7 @@ from benchmarks.synthetic_inputs import (
 from components.model import LifelongCTRModel
 from pipelines.config import ExperimentConfig
 from pipelines.distributed import init_distributed, shutdown
-from pipelines.train import shard_model
+from pipelines.model_setup import shard_model
 
 
 def current_rss_mib() -> float:

@@ -30,8 +30,8 @@ from pipelines.checkpoint import (
 )
 from pipelines.config import ConfigError, ExperimentConfig, config_from_dict
 from pipelines.data.prepared import DataError, PreparedDataset
+from pipelines.model_setup import build_vocab
 from pipelines.model_wrapper import TrainWrapper
-from pipelines.train import build_vocab
 
 #: buffers whose size comes from side data rather than the vocabulary (read from the checkpoint)
 _DATA_SIZED_BUFFERS = ("head.item_to_group", "head.encoder.content")

@@ -35,9 +35,9 @@ from pipelines.data.loader import LoaderConfig, SampleLoader
 from pipelines.data.prepared import DataError, PreparedDataset
 from pipelines.export import load_scorer
 from pipelines.metrics import compute_metrics
+from pipelines.model_setup import build_vocab
 from pipelines.plain_model import ExportError
 from pipelines.scorer import batch_tensors
-from pipelines.train import build_vocab
 
 #: vocabulary fields that must agree between the model and the dataset it scores
 _VOCAB_FIELDS = ("users", "items", "categories", "behaviors", "num_numeric")

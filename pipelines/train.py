@@ -8,8 +8,9 @@ Usage (one process, or any number under torchrun)::
 
 Every embedding table is sharded by DistributedModelParallel (table-wise or column-wise, chosen
 by the planner; both work on CPU) and updated by a fused in-backward optimizer; all other
-parameters by Adam/AdamW. Training runs through ``TrainPipelineSparseDist``. After each epoch the
-valid split is scored (AUC, GAUC, logloss); ``metrics.jsonl`` gets one line per evaluation,
+parameters by Adam/AdamW (``pipelines.model_setup``). Training runs through
+``TrainPipelineSparseDist``. After each epoch the valid split is scored (AUC, GAUC, logloss;
+``pipelines.evaluation``); ``metrics.jsonl`` gets one line per evaluation,
 TensorBoard gets the same scalars, and ``metrics.json`` holds the final summary.
 """
 
@@ -22,29 +23,16 @@ import random
 import resource
 import sys
 import time
-from collections import deque
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.distributed as dist
 from torch.utils.tensorboard import SummaryWriter
-from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
-from torchrec.distributed.model_parallel import DistributedModelParallel
-from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
-from torchrec.distributed.planner.types import ParameterConstraints
-from torchrec.distributed.train_pipeline import EvalPipelineSparseDist, TrainPipelineSparseDist
-from torchrec.modules.embedding_modules import EmbeddingBagCollection
-from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
-from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
-from torchrec.optim.optimizers import in_backward_optimizer_filter
-from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
+from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 from tqdm import tqdm
 
-from components.model import LifelongCTRModel, Vocab
 from pipelines.checkpoint import (
     TrainerState,
     latest_checkpoint,
@@ -53,118 +41,16 @@ from pipelines.checkpoint import (
     save_checkpoint,
 )
 from pipelines.config import ConfigError, ExperimentConfig, load_config, to_dict
-from pipelines.data.batch import Batch
 from pipelines.data.loader import LoaderConfig, SampleLoader
-from pipelines.data.prepared import PreparedDataset
 from pipelines.distributed import DistributedContext, init_distributed, shutdown
-from pipelines.metrics import compute_metrics
-from pipelines.model_wrapper import TrainWrapper
-
-SPARSE_OPTIMIZER_CLASSES: dict[str, type] = {
-    "rowwise_adagrad": RowWiseAdagrad,
-    "adagrad": torch.optim.Adagrad,
-    "sgd": torch.optim.SGD,
-    "adam": torch.optim.Adam,
-}
-DENSE_OPTIMIZER_CLASSES: dict[str, type] = {
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "sgd": torch.optim.SGD,
-    "adagrad": torch.optim.Adagrad,
-}
+from pipelines.evaluation import evaluate
+from pipelines.model_setup import build_model, shard_model
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def build_vocab(dataset: PreparedDataset, item_to_group: torch.Tensor | None) -> Vocab:
-    """Vocabulary sizes of a prepared dataset (``groups`` from the item -> group table)."""
-    v = dataset.vocab
-    groups = int(item_to_group.max()) + 1 if item_to_group is not None else None
-    return Vocab(
-        users=v["users"],
-        items=v["items"],
-        categories=v["categories"],
-        behaviors=v["behaviors"],
-        num_numeric=len(dataset.numeric_fields),
-        groups=groups,
-    )
-
-
-def load_item_to_group(path: str | None, num_items: int) -> torch.Tensor | None:
-    """``[num_items]`` group of each item index from an ``item, group`` parquet (0 = unknown)."""
-    if not path:
-        return None
-    frame = pd.read_parquet(path, columns=["item", "group"])
-    if frame["item"].max() >= num_items:
-        raise ValueError(
-            f"{path}: column 'item' has index {frame['item'].max()} >= vocab {num_items}"
-        )
-    table = torch.zeros(num_items, dtype=torch.int64)
-    table[torch.from_numpy(frame["item"].to_numpy())] = torch.from_numpy(frame["group"].to_numpy())
-    return table
-
-
-def build_model(config: ExperimentConfig) -> tuple[LifelongCTRModel, PreparedDataset]:
-    dataset = PreparedDataset.open(config.data.dataset)
-    item_to_group = load_item_to_group(config.data.groups, dataset.vocab["items"])
-    vocab = build_vocab(dataset, item_to_group)
-    content = None
-    if config.data.content:
-        content = torch.from_numpy(np.load(config.data.content)).float()
-        if content.shape[0] != vocab.items:
-            raise ValueError(
-                f"{config.data.content}: {content.shape[0]} rows, expected {vocab.items} (item vocab)"
-            )
-    model = LifelongCTRModel(
-        config.model, vocab, item_to_group=item_to_group, content_embeddings=content
-    )
-    return model, dataset
-
-
-def shard_model(
-    model: LifelongCTRModel, config: ExperimentConfig, ctx: DistributedContext
-) -> tuple[DistributedModelParallel, CombinedOptimizer, KeyedOptimizerWrapper]:
-    """DMP over ``TrainWrapper(model)`` with fused sparse + Adam dense optimizers.
-
-    Returns the model, the combined optimizer and its dense part (whose lazy state must be
-    initialised before a checkpoint can be loaded into it in place).
-
-    The unsharded model's initial weights are loaded into the sharded one, so the result does not
-    depend on the world size.
-    """
-    wrapper = TrainWrapper(model, config.train.aux_loss_weight)
-    initial = {k: v.detach().clone() for k, v in wrapper.state_dict().items()}
-    ebcs = [m for m in wrapper.modules() if isinstance(m, EmbeddingBagCollection)]
-    sparse_cls = SPARSE_OPTIMIZER_CLASSES[config.optim.sparse]
-    for ebc in ebcs:
-        apply_optimizer_in_backward(sparse_cls, ebc.parameters(), {"lr": config.optim.sparse_lr})
-    tables = [t.name for ebc in ebcs for t in ebc.embedding_bag_configs()]
-    # data_parallel tables would escape the fused optimizer; row_wise needs a hand-built plan
-    # on CPU (DESIGN.md section 7). Table-wise and column-wise work everywhere.
-    constraints = {
-        name: ParameterConstraints(sharding_types=["table_wise", "column_wise"]) for name in tables
-    }
-    planner = EmbeddingShardingPlanner(
-        topology=Topology(world_size=ctx.world_size, compute_device=ctx.device.type),
-        constraints=constraints,
-    )
-    sharders = [EmbeddingBagCollectionSharder()]
-    plan = planner.collective_plan(wrapper, sharders, dist.GroupMember.WORLD)
-    dmp = DistributedModelParallel(wrapper, device=ctx.device, plan=plan, sharders=sharders)
-    dmp.load_state_dict(initial)
-    dense_cls = DENSE_OPTIMIZER_CLASSES[config.optim.dense]
-    dense_kwargs: dict[str, Any] = {"lr": config.optim.dense_lr}
-    if config.optim.weight_decay:
-        dense_kwargs["weight_decay"] = config.optim.weight_decay
-    dense = KeyedOptimizerWrapper(
-        dict(in_backward_optimizer_filter(dmp.named_parameters())),
-        lambda params: dense_cls(params, **dense_kwargs),
-    )
-    return dmp, CombinedOptimizer([dmp.fused_optimizer, dense]), dense
 
 
 def make_loader(
@@ -184,83 +70,6 @@ def make_loader(
         )
     )
     return SampleLoader(config.data.dataset, split, cfg, rank=ctx.rank, world_size=ctx.world_size)
-
-
-@torch.no_grad()
-def evaluate(
-    dmp: DistributedModelParallel, loader: SampleLoader, ctx: DistributedContext
-) -> tuple[dict[str, float], pd.DataFrame | None]:
-    """Score a split on every rank, gather to rank 0, compute metrics there, share them.
-
-    Batches go through TorchRec's ``EvalPipelineSparseDist``: a background thread loads the next
-    batch and the sharded tables' input dist of batch i + 1 overlaps the forward of batch i.
-    The pipeline returns only the model output (``TrainWrapper``'s tuple), so the sample columns
-    of each batch (user, candidate item, ts, label, weight: ``[B]`` each) are recorded as the
-    pipeline pulls it; batches come back in order, and the user ids of every output are checked
-    against the recorded ones. Weight-0 rows (padding that keeps ranks' batch counts equal) are
-    dropped on rank 0; the metrics are broadcast, the predictions frame stays on rank 0.
-    """
-    dmp.eval()
-    pulled: deque[dict[str, np.ndarray]] = deque()  # appended by the pipeline's loading thread
-
-    def recorded() -> Iterator[Batch]:
-        for batch in loader:
-            b = batch.batch_size
-            pulled.append(
-                {
-                    "user": batch.user_ids.numpy().copy(),
-                    "item": batch.items.values()[:b].numpy().copy(),
-                    "ts": batch.timestamps.numpy().copy(),
-                    "label": batch.labels.numpy().copy(),
-                    "w": batch.weights.numpy().copy(),
-                }
-            )
-            yield batch
-
-    # the eval pipeline never steps an optimizer
-    pipeline: EvalPipelineSparseDist = EvalPipelineSparseDist(
-        dmp, cast(torch.optim.Optimizer, None), ctx.device
-    )
-    parts: dict[str, list[np.ndarray]] = {
-        k: [] for k in ("user", "item", "ts", "label", "pred", "w")
-    }
-    batches = recorded()
-    try:
-        while True:
-            try:
-                _, logits, _, _, users = pipeline.progress(batches)
-            except StopIteration:
-                break
-            meta = pulled.popleft()
-            if not np.array_equal(users.cpu().numpy(), meta["user"]):
-                raise RuntimeError("eval pipeline returned batches out of order")
-            for key, value in meta.items():
-                parts[key].append(value)
-            parts["pred"].append(torch.sigmoid(logits.float()).cpu().numpy())
-    finally:
-        pipeline.reset()  # stops the loading thread
-        pipeline.detach()  # restores the sharded modules' forwards for the next train pipeline
-    local = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
-    gathered: list[Any] = [None] * ctx.world_size
-    dist.all_gather_object(gathered, local)
-    result: list[Any] = [None, None]
-    if ctx.is_main:
-        merged = {k: np.concatenate([g[k] for g in gathered]) for k in local}
-        keep = merged["w"] > 0
-        frame = pd.DataFrame(
-            {
-                "user": merged["user"][keep].astype(np.int64),
-                "item": merged["item"][keep].astype(np.int64),
-                "ts": merged["ts"][keep].astype(np.int64),
-                "label": merged["label"][keep].astype(np.float32),
-                "prediction": merged["pred"][keep].astype(np.float64),
-            }
-        )
-        metrics = compute_metrics(frame["label"], frame["prediction"], user_ids=frame["user"])
-        result = [metrics, frame]
-    dist.broadcast_object_list(result, src=0)
-    dmp.train()
-    return result[0], result[1] if ctx.is_main else None
 
 
 class MetricsLog:

@@ -29,8 +29,8 @@ from pipelines.config import ExperimentConfig, to_dict
 from pipelines.data.loader import LoaderConfig, SampleLoader
 from pipelines.data.prepared import PreparedDataset
 from pipelines.distributed import free_port
+from pipelines.model_setup import build_vocab
 from pipelines.model_wrapper import TrainWrapper
-from pipelines.train import build_vocab
 
 from .conftest import write_config
 
