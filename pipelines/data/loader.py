@@ -143,8 +143,16 @@ class SampleLoader:
     """Iterate ``samples/{split}.parquet`` of a prepared dataset as batches for one rank.
 
     Example:
-        >>> loader = SampleLoader("data/ml1m", "train", LoaderConfig(batch_size=256))  # doctest: +SKIP
-        >>> for batch in loader: ...  # doctest: +SKIP
+        >>> import tempfile
+        >>> from pipelines.data.synthetic import SyntheticConfig, write_synthetic_dataset
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> tiny = SyntheticConfig(users=8, mean_length=30, max_length=60, items=200, seed=1)
+        >>> root = write_synthetic_dataset(f"{tmp.name}/tiny", tiny)  # or data/ml1m
+        >>> loader = SampleLoader(root, "train", LoaderConfig(batch_size=16, max_len=20))
+        >>> batch = next(iter(loader))
+        >>> batch.batch_size, bool(batch.history_lengths.max() <= 20)
+        (16, True)
+        >>> tmp.cleanup()
     """
 
     def __init__(
