@@ -142,7 +142,12 @@ class DMGIN(SequenceEncoder):
         True
         >>> state = enc.encode_user(history)                  # once per user
         >>> candidates = random_query(spec, 2, candidates=100)  # fields [B, C, ...]
-        >>> enc.score_candidates(state, candidates).shape == (2, 100, enc.output_dim)
+        >>> scores = enc.score_candidates(state, candidates)
+        >>> scores.shape == (2, 100, enc.output_dim)
+        True
+        >>> first = Query(candidates.embeddings[:, 0], candidates.item_ids[:, 0],
+        ...               candidates.category_ids[:, 0], candidates.group_ids[:, 0])
+        >>> torch.allclose(scores[:, 0], enc(first, history), atol=1e-5)  # = the full forward
         True
     """
 

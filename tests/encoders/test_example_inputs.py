@@ -99,3 +99,8 @@ def test_random_batch_is_a_valid_model_input(lengths: list[int], seed: int) -> N
     assert_ages_decrease_per_history(batch.history_age, lengths)
     logits = LifelongCTRModel(ModelConfig(encoder="DIN", embedding_dim=8), vocab)(batch).logits
     assert logits.shape == (b,) and bool(torch.isfinite(logits).all())
+
+
+def test_random_batch_rejects_a_negative_length() -> None:
+    with pytest.raises(ValueError, match="history_lengths must be >= 0"):
+        random_batch([3, -2], users=5, items=9, categories=3, behaviors=2)
