@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from components.encoders.base import EncoderSpec, History, Query
+from components.encoders.base import EncoderSpec, History, Query, repeat_history
 from components.model import ModelConfig, Vocab
 from components.ops.jagged import lengths_to_offsets
 from pipelines.config import ExperimentConfig, load_config
@@ -167,31 +167,7 @@ def repeat_per_candidate(
 
     Takes U users (query fields ``[U]``) and returns U*C samples, candidate-major per user.
     """
-    u = history.lengths.shape[0]
-    repeats = torch.full((u,), candidates, dtype=torch.int64)
-    lengths = history.lengths.repeat_interleave(repeats)
-    rows = torch.cat(
-        [
-            torch.arange(int(history.offsets[i]), int(history.offsets[i + 1])).repeat(candidates)
-            for i in range(u)
-        ]
-    )
-
-    def take(t: torch.Tensor) -> torch.Tensor:
-        return t.index_select(0, rows)
-
-    repeated = History(
-        embeddings=take(history.embeddings),
-        lengths=lengths,
-        offsets=lengths_to_offsets(lengths),
-        item_ids=take(history.item_ids),
-        category_ids=take(history.category_ids),
-        group_ids=take(history.group_ids),
-        behavior_ids=take(history.behavior_ids),
-        age=take(history.age),
-        numeric=take(history.numeric),
-        behavior_embeddings=take(history.behavior_embeddings),
-    )
+    repeated = repeat_history(history, candidates)
     return _candidates(query, candidates, sizes, flat=True), repeated
 
 

@@ -19,7 +19,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedTensor, PoolingType
+from torchrec import (
+    EmbeddingBagCollection,
+    EmbeddingBagConfig,
+    KeyedJaggedTensor,
+    KeyedTensor,
+    PoolingType,
+)
 
 from components.encoders.base import EncoderSpec, History, Query, SequenceEncoder
 from components.encoders.registry import build_encoder
@@ -202,39 +208,97 @@ class SequenceHead(nn.Module):
         history_numeric: torch.Tensor,
     ) -> ModelOutput:
         b = history_lengths.shape[0]
-        item_side, behavior_emb = split_item_side(item_kt)  # [B + N, D], [B + N, D_b]
-        rows = [b, item_side.shape[0] - b]  # candidates, then the N history rows
-        # row splits, not slices: a slice's backward zero-fills the whole [B + N, D] once per slice
+        query, history = self._query_and_history(
+            item_kt, item_ids, b, history_lengths, history_age, history_numeric
+        )
+        interest, aux = self.encoder.forward_with_aux(query, history)
+        user = user_kt["user_id"] if self.config.use_user_embedding else None
+        logits = self._logits(interest, query.embeddings, user, history, 1)
+        return ModelOutput(logits=logits, aux_logits=aux)
+
+    def rank(
+        self,
+        user_kt: KeyedTensor,
+        item_kt: KeyedTensor,
+        item_ids: torch.Tensor,
+        history_lengths: torch.Tensor,
+        history_age: torch.Tensor,
+        history_numeric: torch.Tensor,
+        num_candidates: int,
+    ) -> torch.Tensor:
+        """Logits ``[B, C]`` of C candidates per user; the item side holds the ``B * C``
+        candidate rows (user-major) first, then the N history rows. The encoder scores them
+        through :meth:`SequenceEncoder.forward_candidates` (DMGIN: one user state for all C)."""
+        b, c = history_lengths.shape[0], num_candidates
+        flat, history = self._query_and_history(
+            item_kt, item_ids, b * c, history_lengths, history_age, history_numeric
+        )
+        grid = Query(
+            embeddings=flat.embeddings.view(b, c, -1),
+            item_ids=flat.item_ids.view(b, c),
+            category_ids=flat.category_ids.view(b, c),
+            group_ids=flat.group_ids.view(b, c),
+        )
+        interest = self.encoder.forward_candidates(grid, history).reshape(b * c, -1)
+        user = user_kt["user_id"] if self.config.use_user_embedding else None
+        return self._logits(interest, flat.embeddings, user, history, c).view(b, c)
+
+    def _query_and_history(
+        self,
+        item_kt: KeyedTensor,
+        item_ids: torch.Tensor,
+        num_candidate_rows: int,
+        history_lengths: torch.Tensor,
+        history_age: torch.Tensor,
+        history_numeric: torch.Tensor,
+    ) -> tuple[Query, History]:
+        """The first ``num_candidate_rows`` item-side rows are candidates, the rest histories."""
+        k = num_candidate_rows
+        item_side, behavior_emb = split_item_side(item_kt)  # [K + N, D], [K + N, D_b]
+        rows = [k, item_side.shape[0] - k]  # candidates, then the N history rows
+        # row splits, not slices: a slice's backward zero-fills the whole [K + N, D] once per slice
         query_emb, history_emb = item_side.split(rows)
         history_behavior_emb = behavior_emb.split(rows)[1]
         ids = item_ids.view(3, -1)  # item, category, behavior ids per row
         items, categories, behaviors = ids[0], ids[1], ids[2]
         query = Query(
             embeddings=query_emb,
-            item_ids=items[:b],
-            category_ids=categories[:b],
-            group_ids=self.groups_of(items[:b], categories[:b]),
+            item_ids=items[:k],
+            category_ids=categories[:k],
+            group_ids=self.groups_of(items[:k], categories[:k]),
         )
         history = History(
             embeddings=history_emb,
             lengths=history_lengths,
             offsets=lengths_to_offsets(history_lengths),
-            item_ids=items[b:],
-            category_ids=categories[b:],
-            group_ids=self.groups_of(items[b:], categories[b:]),
-            behavior_ids=behaviors[b:],
+            item_ids=items[k:],
+            category_ids=categories[k:],
+            group_ids=self.groups_of(items[k:], categories[k:]),
+            behavior_ids=behaviors[k:],
             age=history_age,
             numeric=history_numeric,
             behavior_embeddings=history_behavior_emb,
         )
-        interest, aux = self.encoder.forward_with_aux(query, history)
-        parts = [interest, query.embeddings]
-        if self.config.use_user_embedding:
-            parts.append(user_kt["user_id"])
+        return query, history
+
+    def _logits(
+        self,
+        interest: torch.Tensor,
+        candidate_emb: torch.Tensor,
+        user_emb: torch.Tensor | None,
+        history: History,
+        per_user: int,
+    ) -> torch.Tensor:
+        """Over-arch on ``[interest, candidate, user, history summary]`` for ``B * per_user``
+        candidate rows (user-major); the user-side parts are repeated ``per_user`` times."""
+        parts = [interest, candidate_emb]
+        if user_emb is not None:
+            parts.append(user_emb)
         if self.config.numeric_summary:
             parts.append(_numeric_summary(history))
-        logits = self.over_arch(torch.cat(parts, dim=1)).squeeze(1)
-        return ModelOutput(logits=logits, aux_logits=aux)
+        if per_user > 1:
+            parts[2:] = [part.repeat_interleave(per_user, dim=0) for part in parts[2:]]
+        return self.over_arch(torch.cat(parts, dim=1)).squeeze(1)
 
 
 ITEM_SIDE_KEYS = ["item_id", "category_id", "behavior_id"]
@@ -305,4 +369,59 @@ class LifelongCTRModel(nn.Module):
             batch.history_lengths,
             batch.history_age,
             batch.history_numeric,
+        )
+
+    def rank_candidates(
+        self, batch: Any, candidate_items: torch.Tensor, candidate_categories: torch.Tensor
+    ) -> torch.Tensor:
+        """Logits ``[B, C]`` of C candidates for each user of ``batch`` (serving / re-ranking).
+
+        ``candidate_items``, ``candidate_categories``: ``[B, C]`` int64. The user side (user id,
+        history) comes from ``batch``; its own candidate row is ignored. Column c equals
+        ``model(batch).logits`` for the batch whose candidate is c. The history is looked up
+        once, not C times, and DMGIN encodes it once (``forward_candidates``); the other
+        encoders score C copies of it.
+
+        Example:
+            >>> from pipelines.data.batch import random_batch
+            >>> model = LifelongCTRModel(ModelConfig(encoder="DMGIN"), Vocab(100, 500, 20, 6))
+            >>> batch = random_batch([40, 7], users=100, items=500, categories=20, behaviors=6)
+            >>> items = torch.randint(1, 500, (2, 100))
+            >>> model.eval().rank_candidates(batch, items, items % 19 + 1).shape
+            torch.Size([2, 100])
+        """
+        if candidate_items.dim() != 2 or candidate_items.shape != candidate_categories.shape:
+            raise ValueError(
+                "candidate_items and candidate_categories must both be [B, C], got "
+                f"{tuple(candidate_items.shape)} and {tuple(candidate_categories.shape)}"
+            )
+        b, c = candidate_items.shape
+        if b != batch.history_lengths.shape[0]:
+            raise ValueError(
+                f"{b} rows of candidates for a batch of {batch.history_lengths.shape[0]}"
+            )
+        history_ids = batch.items.values().view(len(ITEM_SIDE_KEYS), -1)[:, b:]  # [3, N]
+        candidate_ids = torch.stack(
+            [
+                candidate_items.reshape(-1),
+                candidate_categories.reshape(-1),
+                torch.zeros_like(candidate_items.reshape(-1)),  # candidates carry no behavior
+            ]
+        ).to(history_ids.dtype)
+        values = torch.cat([candidate_ids, history_ids], dim=1)  # [3, B*C + N], key-major
+        rows = values.shape[1]
+        items = KeyedJaggedTensor(
+            keys=list(ITEM_SIDE_KEYS),
+            values=values.reshape(-1),
+            lengths=torch.ones(values.numel(), dtype=torch.int32, device=values.device),
+            stride=rows,
+        )
+        return self.head.rank(
+            self.user_ebc(batch.users),
+            self.item_ebc(items),
+            values.reshape(-1),
+            batch.history_lengths,
+            batch.history_age,
+            batch.history_numeric,
+            c,
         )

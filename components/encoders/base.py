@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from components.ops.jagged import lengths_to_offsets, repeat_segments
+
 
 @dataclass(frozen=True)
 class EncoderSpec:
@@ -100,3 +102,37 @@ class SequenceEncoder(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Returns ``(interest [B, output_dim], {name: aux_logits [B]})``."""
         return self.forward(query, history), {}
+
+    def forward_candidates(self, candidates: Query, history: History) -> torch.Tensor:
+        """C candidates per user: ``candidates`` fields ``[B, C, ...]`` -> ``[B, C, output_dim]``.
+
+        Row ``[b, c]`` equals ``forward`` on user b's history with candidate c. This default
+        repeats each history C times (O(C * L) per user); encoders with a candidate-independent
+        user state (DMGIN) override it to encode the history once.
+        """
+        b, c = candidates.item_ids.shape
+        flat = Query(
+            embeddings=candidates.embeddings.reshape(b * c, -1),
+            item_ids=candidates.item_ids.reshape(b * c),
+            category_ids=candidates.category_ids.reshape(b * c),
+            group_ids=candidates.group_ids.reshape(b * c),
+        )
+        return self.forward(flat, repeat_history(history, c)).view(b, c, -1)
+
+
+def repeat_history(history: History, times: int) -> History:
+    """Every sample's history ``times`` times in a row (``[B]`` samples -> ``[B * times]``,
+    sample-major), e.g. to pair each of C candidates with its user's history."""
+    rows, lengths = repeat_segments(history.offsets, times)
+    return History(
+        embeddings=history.embeddings[rows],
+        lengths=lengths,
+        offsets=lengths_to_offsets(lengths),
+        item_ids=history.item_ids[rows],
+        category_ids=history.category_ids[rows],
+        group_ids=history.group_ids[rows],
+        behavior_ids=history.behavior_ids[rows],
+        age=history.age[rows],
+        numeric=history.numeric[rows],
+        behavior_embeddings=history.behavior_embeddings[rows],
+    )

@@ -328,6 +328,11 @@ class DMGIN(SequenceEncoder):
 
     # -- per candidate ------------------------------------------------------------------------
 
+    def forward_candidates(self, candidates: Query, history: History) -> torch.Tensor:
+        """``[B, C, output_dim]`` from one :meth:`encode_user` per user (the history is grouped
+        and run through the transformers once, not once per candidate)."""
+        return self.score_candidates(self.encode_user(history), candidates)
+
     def score_candidates(self, state: DMGINUserState, candidates: Query) -> torch.Tensor:
         """``candidates`` fields shaped ``[B, C, ...]`` -> ``[B, C, output_dim]``."""
         b, c, _ = candidates.embeddings.shape

@@ -34,6 +34,8 @@ __all__ = [
     "jagged_to_padded_reference",
     "lengths_to_offsets",
     "lengths_to_offsets_reference",
+    "repeat_segments",
+    "repeat_segments_reference",
     "segment_ids",
     "segment_ids_reference",
 ]
@@ -72,6 +74,44 @@ def segment_ids_reference(offsets: torch.Tensor, n: int) -> torch.Tensor:
     out = [b for b in range(len(bounds) - 1) for _ in range(bounds[b], bounds[b + 1])]
     assert len(out) == n, "offsets[-1] must equal n"
     return torch.tensor(out, dtype=torch.int64)
+
+
+def repeat_segments(offsets: torch.Tensor, times: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample's rows ``times`` times in a row: ``offsets [B + 1]`` ->
+    ``(rows [times * N] int64 row index into the N jagged rows, lengths [B * times])``.
+
+    Sample ``b`` becomes samples ``b * times .. b * times + times - 1`` (sample-major), each with
+    all of ``b``'s rows in their order; ``values[rows]`` is the repeated jagged batch.
+
+    Example:
+        >>> rows, lengths = repeat_segments(torch.tensor([0, 2, 3]), 2)
+        >>> rows.tolist(), lengths.tolist()
+        ([0, 1, 0, 1, 2, 2], [2, 2, 1, 1])
+    """
+    if times < 1:
+        raise ValueError(f"times must be >= 1, got {times}")
+    lengths = offsets[1:] - offsets[:-1]
+    new_lengths = lengths.repeat_interleave(times)
+    total = int(new_lengths.sum())
+    new_offsets = lengths_to_offsets(new_lengths)
+    segment = segment_ids(new_offsets, total)  # [times * N] repeated-sample index of each row
+    source_start = offsets[:-1].repeat_interleave(times)  # [B * times]
+    position = torch.arange(total, dtype=torch.int64, device=offsets.device) - new_offsets[segment]
+    return source_start[segment] + position, new_lengths
+
+
+def repeat_segments_reference(
+    offsets: torch.Tensor, times: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loop twin of :func:`repeat_segments`."""
+    bounds = offsets.tolist()
+    rows: list[int] = []
+    lengths: list[int] = []
+    for b in range(len(bounds) - 1):
+        for _ in range(times):
+            rows.extend(range(bounds[b], bounds[b + 1]))
+            lengths.append(bounds[b + 1] - bounds[b])
+    return torch.tensor(rows, dtype=torch.int64), torch.tensor(lengths, dtype=torch.int64)
 
 
 def _padded_width(offsets: torch.Tensor, max_len: int) -> int:

@@ -15,6 +15,8 @@ from components.ops.jagged import (
     jagged_to_padded_reference,
     lengths_to_offsets,
     lengths_to_offsets_reference,
+    repeat_segments,
+    repeat_segments_reference,
     segment_ids,
     segment_ids_reference,
 )
@@ -190,3 +192,19 @@ def test_ops_are_fx_leaves() -> None:
     assert torch.equal(traced(values, offsets), module(values, offsets))
     called = {node.target.__name__ for node in traced.graph.nodes if node.op == "call_function"}
     assert {"jagged_to_padded", "gather_padded", "lengths_to_offsets"} <= called
+
+
+@settings(max_examples=60, deadline=None)
+@given(lengths=LENGTHS, times=st.integers(1, 4))
+def test_repeat_segments_matches_reference(lengths: list[int], times: int) -> None:
+    offsets = lengths_to_offsets(torch.tensor(lengths))
+    rows, new_lengths = repeat_segments(offsets, times)
+    rows_ref, lengths_ref = repeat_segments_reference(offsets, times)
+    assert torch.equal(rows, rows_ref)
+    assert torch.equal(new_lengths, lengths_ref)
+    assert int(new_lengths.sum()) == rows.numel() == times * sum(lengths)
+
+
+def test_repeat_segments_rejects_zero_times() -> None:
+    with pytest.raises(ValueError, match="times must be >= 1"):
+        repeat_segments(torch.tensor([0, 2]), 0)
