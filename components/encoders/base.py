@@ -120,10 +120,11 @@ class SequenceEncoder(nn.Module):
         return self.forward(flat, repeat_history(history, c)).view(b, c, -1)
 
 
-def repeat_history(history: History, times: int) -> History:
-    """Every sample's history ``times`` times in a row (``[B]`` samples -> ``[B * times]``,
-    sample-major), e.g. to pair each of C candidates with its user's history."""
-    rows, lengths = repeat_segments(history.offsets, times)
+def take_history_rows(
+    history: History, rows: torch.Tensor | slice, lengths: torch.Tensor
+) -> History:
+    """A new jagged batch from ``history``'s rows ``rows`` (an index ``[R]`` or a slice, in that
+    order), split into samples of ``lengths`` (summing to R)."""
     return History(
         embeddings=history.embeddings[rows],
         lengths=lengths,
@@ -136,3 +137,10 @@ def repeat_history(history: History, times: int) -> History:
         numeric=history.numeric[rows],
         behavior_embeddings=history.behavior_embeddings[rows],
     )
+
+
+def repeat_history(history: History, times: int) -> History:
+    """Every sample's history ``times`` times in a row (``[B]`` samples -> ``[B * times]``,
+    sample-major), e.g. to pair each of C candidates with its user's history."""
+    rows, lengths = repeat_segments(history.offsets, times)
+    return take_history_rows(history, rows, lengths)

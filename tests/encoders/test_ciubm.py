@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components.encoders.base import EncoderSpec, History, Query
+from components.encoders.base import EncoderSpec, History, Query, take_history_rows
 from components.encoders.ciubm import (
     CiUBM,
     CiUBMConfig,
@@ -58,18 +58,7 @@ def slice_sample(query: Query, history: History, b: int) -> tuple[Query, History
             for t in (query.embeddings, query.item_ids, query.category_ids, query.group_ids)
         )
     )
-    h = History(
-        embeddings=history.embeddings[rows],
-        lengths=history.lengths[b : b + 1],
-        offsets=torch.tensor([0, end - start]),
-        item_ids=history.item_ids[rows],
-        category_ids=history.category_ids[rows],
-        group_ids=history.group_ids[rows],
-        behavior_ids=history.behavior_ids[rows],
-        age=history.age[rows],
-        numeric=history.numeric[rows],
-        behavior_embeddings=history.behavior_embeddings[rows],
-    )
+    h = take_history_rows(history, rows, history.lengths[b : b + 1])
     return q, h
 
 
