@@ -4,7 +4,14 @@ Every encoder follows one contract (``components.encoders.base``):
 ``encoder(query: Query, history: History) -> [B, output_dim]``.
 """
 
-from components.encoders.base import EncoderSpec, History, Query, SequenceEncoder
+from components.encoders.base import (
+    EncoderSpec,
+    History,
+    Query,
+    SequenceEncoder,
+    repeat_history,
+    take_history_rows,
+)
 from components.encoders.ciubm import CiUBM, CiUBMConfig
 from components.encoders.din import DIN, DINConfig, DINFull, DINFullConfig
 from components.encoders.dmgin import DMGIN, DMGINConfig, DMGINUserState
@@ -34,6 +41,8 @@ __all__ = [
     "History",
     "Query",
     "SequenceEncoder",
+    "repeat_history",
+    "take_history_rows",
     "random_history",
     "random_query",
     "build_encoder",
