@@ -77,6 +77,10 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
         row["inference_over_simhard"] = round(
             row["inference_ms_per_user"] / ref["inference_ms_per_user"], 3
         )
+        if "serving_ms_per_user" in row and "serving_ms_per_user" in ref:
+            row["serving_over_simhard"] = round(
+                row["serving_ms_per_user"] / ref["serving_ms_per_user"], 3
+            )
         if "cached_inference_ms_per_user" in row:
             row["cached_inference_over_simhard"] = round(
                 row["cached_inference_ms_per_user"] / ref["inference_ms_per_user"], 3
@@ -163,6 +167,9 @@ def render_markdown(results: dict[str, Any]) -> str:
             table("inference_ms_per_user", "inference_over_simhard", 1),
             "DMGIN from its cached user state, ms per user (x SIMHard):",
             table("cached_inference_ms_per_user", "cached_inference_over_simhard", 1),
+            f"Whole-model ranking ms per user, C={s['candidates']} (`rank_candidates`: history"
+            " lookup, encoder, over-arch; x SIMHard):",
+            table("serving_ms_per_user", "serving_over_simhard", 1),
             "Peak RSS MiB of the process (x SIMHard):",
             table("peak_rss_mib", "peak_rss_over_simhard", 0),
             "Train step peak over the inputs' RSS, MiB (activation memory):",

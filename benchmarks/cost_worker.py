@@ -12,6 +12,10 @@
   mode, no grad): every model scores C copies of (candidate, user history), which is what a
   model without a user cache must do; DMGIN also scores them from its cached user state
   (``encode_user`` once + ``score_candidates``), checked equal to the full forward;
+* serving per user with C candidates, the whole model (``LifelongCTRModel.rank_candidates`` on
+  an unsharded copy, eval mode): the history looked up once, the encoder's
+  ``forward_candidates`` (DMGIN: its cached user state; the others: C copies of the history),
+  the over-arch;
 * memory: RSS after the inputs exist, peak RSS (``ru_maxrss``) after training and at the end;
   the process is fresh, so the peak is this model's; and, exactly, the bytes the encoder's
   forward keeps for backward (storages of saved tensors, the inputs' own excluded): the
@@ -172,6 +176,28 @@ def measure_inference(
     return out
 
 
+@torch.no_grad()
+def measure_serving(
+    model: LifelongCTRModel,
+    users: int,
+    length: int,
+    candidates: int,
+    repeats: int,
+    sizes: SyntheticSizes,
+) -> dict[str, Any]:
+    """The whole model ranking C candidates per user (``rank_candidates``, unsharded, eval):
+    one lookup of the history, the encoder's ``forward_candidates``, the over-arch."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(device).eval()
+    batch = ctr_batch(users, length, sizes, seed=length + 3).to(device)
+    generator = torch.Generator().manual_seed(3)
+    items = torch.randint(1, sizes.items, (users, candidates), generator=generator)
+    categories = 1 + items % (sizes.categories - 1)
+    items, categories = items.to(device), categories.to(device)
+    ms, _ = timed(lambda: model.rank_candidates(batch, items, categories), repeats)
+    return {"serving_ms_per_user": round(ms / users, 3)}
+
+
 def measure(
     model_name: str, length: int, batch: int, users: int, candidates: int, repeats: int
 ) -> dict[str, Any]:
@@ -185,6 +211,9 @@ def measure(
     row.update(measure_encoder_activations(model, batch, length, sizes))
     row.update(measure_train(model, config, batch, length, repeats, sizes))
     row.update(measure_inference(model, users, length, candidates, repeats, sizes))
+    torch.manual_seed(0)  # a plain (unsharded) copy of the model for serving
+    plain = LifelongCTRModel(config.model, sizes.vocab, content_embeddings=content)
+    row.update(measure_serving(plain, users, length, candidates, repeats, sizes))
     row["peak_rss_mib"] = peak_rss_mib()
     row["torch_threads"] = torch.get_num_threads()
     return row

@@ -70,14 +70,14 @@ def test_cost_smoke(tmp_path: Path) -> None:
     for row in rows:
         assert "error" not in row, row
         _positive(row, "train_step_ms", "samples_per_s", "inference_ms_per_user", "peak_rss_mib")
-        _positive(row, "encoder_saved_mib")
+        _positive(row, "encoder_saved_mib", "serving_ms_per_user")
         assert math.isfinite(row["loss"])
         assert row["peak_rss_mib"] >= row["train_peak_rss_mib"] >= row["rss_inputs_mib"]
         assert row["samples_per_s"] == pytest.approx(
             row["batch"] / row["train_step_ms"] * 1e3, rel=1e-2
         )
         if row["model"] == "SIMHard":
-            assert row["step_over_simhard"] == 1.0
+            assert row["step_over_simhard"] == row["serving_over_simhard"] == 1.0
         if row["model"] == "DMGIN":  # cached user state scores = full forward, per candidate
             assert row["cached_max_abs_difference"] < 1e-4
             _positive(row, "cached_inference_ms_per_user", "cached_over_full_per_candidate")
@@ -85,6 +85,7 @@ def test_cost_smoke(tmp_path: Path) -> None:
             assert "cached_inference_ms_per_user" not in row
     markdown = (tmp_path / "cost.md").read_text()
     assert all(f"| {m} |" in markdown for m in settings["models"])
+    assert "Whole-model ranking ms per user" in markdown
     assert (tmp_path / "cost.png").stat().st_size > 10_000
     assert not list(tmp_path.glob("*.tmp*"))
 
