@@ -58,7 +58,8 @@ class ModelConfig:
     """Attributes:
     embedding_dim: E, dimension of the user, item and category tables.
     behavior_dim: D_b, dimension of the behavior-type table.
-    encoder: sequence encoder name (components.encoders.registry.ENCODERS).
+    encoder: a built-in encoder name (components.encoders.registry.ENCODERS) or your own as
+        ``"package.module:ClassName"``.
     encoder_config: fields of that encoder's config dataclass.
     group_key: interest groups of behaviors: ``category`` id, ``item`` id (DGIN) or a content
         ``cluster`` (needs an ``item_to_group`` table).

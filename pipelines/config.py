@@ -20,11 +20,11 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
-from components.encoders.registry import ENCODERS, encoder_config_class
+from components.encoders.registry import encoder_config_class
 from components.model import ModelConfig
 from pipelines.data.loader import LoaderConfig
 
@@ -202,18 +202,17 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
 def validate(config: ExperimentConfig, source: str = "<config>") -> None:
     """Value checks that types cannot express (raised before any work starts)."""
 
-    def fail(key: str, message: str) -> None:
+    def fail(key: str, message: str) -> NoReturn:
         raise ConfigError(f"{source}: {key}: {message}")
 
     if not config.data.dataset:
         fail("data.dataset", "required (a prepared dataset directory)")
-    if config.model.encoder not in ENCODERS:
-        fail(
-            "model.encoder",
-            f"unknown encoder {config.model.encoder!r}; choose from {sorted(ENCODERS)}",
-        )
     try:
-        encoder_config_class(config.model.encoder)(**config.model.encoder_config)
+        config_class = encoder_config_class(config.model.encoder)
+    except ValueError as err:
+        fail("model.encoder", str(err))
+    try:
+        config_class(**config.model.encoder_config)
     except (TypeError, ValueError) as err:
         fail("model.encoder_config", str(err))
     if config.model.encoder == "CiUBM" and not config.data.content:
