@@ -381,7 +381,8 @@ class LifelongCTRModel(nn.Module):
         history) comes from ``batch``; its own candidate row is ignored. Column c equals
         ``model(batch).logits`` for the batch whose candidate is c. The history is looked up
         once, not C times, and DMGIN encodes it once (``forward_candidates``); the other
-        encoders score C copies of it.
+        encoders score C copies of it. Meant for an unsharded model in eval mode, e.g. one
+        loaded by ``pipelines.plain_model.load_plain_model`` from a trainer checkpoint.
 
         Example:
             >>> from pipelines.data.batch import random_batch
