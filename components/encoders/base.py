@@ -111,13 +111,20 @@ class SequenceEncoder(nn.Module):
         user state (DMGIN) override it to encode the history once.
         """
         b, c = candidates.item_ids.shape
-        flat = Query(
-            embeddings=candidates.embeddings.reshape(b * c, -1),
-            item_ids=candidates.item_ids.reshape(b * c),
-            category_ids=candidates.category_ids.reshape(b * c),
-            group_ids=candidates.group_ids.reshape(b * c),
+        return self.forward(flatten_candidates(candidates), repeat_history(history, c)).view(
+            b, c, -1
         )
-        return self.forward(flat, repeat_history(history, c)).view(b, c, -1)
+
+
+def flatten_candidates(candidates: Query) -> Query:
+    """A ``[B, C, ...]`` candidate grid as ``B * C`` single candidates (user-major)."""
+    b, c = candidates.item_ids.shape
+    return Query(
+        embeddings=candidates.embeddings.reshape(b * c, -1),
+        item_ids=candidates.item_ids.reshape(b * c),
+        category_ids=candidates.category_ids.reshape(b * c),
+        group_ids=candidates.group_ids.reshape(b * c),
+    )
 
 
 def take_history_rows(

@@ -13,8 +13,15 @@ from dataclasses import dataclass
 
 import torch
 
-from components.encoders.base import EncoderSpec, History, Query, SequenceEncoder
+from components.encoders.base import (
+    EncoderSpec,
+    History,
+    Query,
+    SequenceEncoder,
+    flatten_candidates,
+)
 from components.encoders.sim import ExactSearchUnit, SIMConfig
+from components.ops import jagged
 from components.ops.retrieval import hamming_topk, simhash_signatures
 
 
@@ -54,3 +61,22 @@ class ETA(SequenceEncoder):
             query_sig = simhash_signatures(query.embeddings, self.planes)
             index, mask = hamming_topk(history_sig, history.offsets, query_sig, self.config.top_k)
         return self.esu(query, history, index, mask)
+
+    def forward_candidates(self, candidates: Query, history: History) -> torch.Tensor:
+        """``[B, C, output_dim]``: the history is hashed once per user (ETA's point: signatures
+        are computed once and compared per candidate); each candidate's Hamming top-K is taken
+        over its user's signatures and the ESU reads only those K rows."""
+        b, c = candidates.item_ids.shape
+        flat = flatten_candidates(candidates)
+        with torch.no_grad():
+            history_sig = simhash_signatures(history.embeddings, self.planes)  # [N, m], once
+            rows, lengths = jagged.repeat_segments(history.offsets, c)  # the signatures' copies
+            index, mask = hamming_topk(
+                history_sig[rows],
+                jagged.lengths_to_offsets(lengths),
+                simhash_signatures(flat.embeddings, self.planes),
+                self.config.top_k,
+            )
+            if rows.numel():  # back to rows of the one history (no rows: every slot masked)
+                index = torch.where(mask, rows[index], 0)
+        return self.esu(flat, history, index, mask).view(b, c, -1)

@@ -18,11 +18,18 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from components.encoders.base import EncoderSpec, History, Query, SequenceEncoder
+from components.encoders.base import (
+    EncoderSpec,
+    History,
+    Query,
+    SequenceEncoder,
+    flatten_candidates,
+)
 from components.layers.mlp import MLP
 from components.layers.target_attention import MultiHeadTargetAttention
 from components.layers.time_buckets import TimeIntervalEmbedding
 from components.ops import jagged
+from components.ops.group_index import build_group_index, lookup_group
 from components.ops.retrieval import hard_search, topk_by_score
 
 
@@ -99,6 +106,22 @@ class SIMHard(SequenceEncoder):
         index, mask = hard_search(keys, history.offsets, wanted, self.config.top_k)
         return self.esu(query, history, index, mask)
 
+    def forward_candidates(self, candidates: Query, history: History) -> torch.Tensor:
+        """``[B, C, output_dim]``: the history is indexed by search key once per user
+        (O(L log L)); each candidate then finds its K most recent same-key behaviors by binary
+        search (O(log L + K)) instead of scanning a copy of the history, as a deployed SIM's
+        GSU serves from a per-user category index."""
+        b, c = candidates.item_ids.shape
+        if self.config.search_key == "category":
+            keys, wanted = history.category_ids, candidates.category_ids
+        else:
+            keys, wanted = history.group_ids, candidates.group_ids
+        users = torch.arange(b, device=keys.device).repeat_interleave(c)
+        index, mask, _, _ = lookup_group(
+            build_group_index(keys, history.offsets), users, wanted.reshape(-1), self.config.top_k
+        )
+        return self.esu(flatten_candidates(candidates), history, index, mask).view(b, c, -1)
+
 
 class SIMSoft(SequenceEncoder):
     """``(query [B, D], history) -> [B, D]`` via inner-product top-K then ESU, + auxiliary task.
@@ -147,3 +170,25 @@ class SIMSoft(SequenceEncoder):
 
     def forward(self, query: Query, history: History) -> torch.Tensor:
         return self.forward_with_aux(query, history)[0]
+
+    def forward_candidates(self, candidates: Query, history: History) -> torch.Tensor:
+        """``[B, C, output_dim]``: behaviors are projected once per user; each candidate's
+        inner-product scores over its user's projected behaviors pick its top-K for the ESU
+        (no auxiliary task at serving time)."""
+        b, c = candidates.item_ids.shape
+        flat = flatten_candidates(candidates)
+        rows, lengths = jagged.repeat_segments(history.offsets, c)
+        longest = max(int(history.lengths.max()), 1) if b else 1
+        behaviors, valid = jagged.jagged_to_padded(
+            self.project_behavior(history.embeddings), history.offsets, longest
+        )  # [B, T, D] projected once per user, left-aligned
+        queries = self.project_query(candidates.embeddings)  # [B, C, D]
+        scores = torch.bmm(queries, behaviors.transpose(1, 2))  # [B, C, T]
+        # user-major, then candidate, then time: the order of repeat_segments' rows
+        scores = scores[valid.unsqueeze(1).expand(b, c, -1)]  # [C * N]
+        index, mask = topk_by_score(
+            scores.detach(), jagged.lengths_to_offsets(lengths), self.config.top_k
+        )
+        if rows.numel():  # back to rows of the one history (no rows: every slot masked)
+            index = torch.where(mask, rows[index], 0)
+        return self.esu(flat, history, index, mask).view(b, c, -1)

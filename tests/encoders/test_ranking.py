@@ -22,9 +22,21 @@ SPEC = EncoderSpec(embedding_dim=8, behavior_dim=4, num_behaviors=3, num_numeric
 VOCAB = Vocab(users=20, items=60, categories=6, behaviors=3, num_numeric=2)
 
 
+# small windows, so that every encoder's selection (top-K, last-K, G groups x M) truncates
+SMALL_WINDOWS: dict[str, dict] = {
+    "DIN": {"max_len": 6},
+    "DINFull": {},
+    "SIMHard": {"top_k": 3},
+    "SIMSoft": {"top_k": 3},
+    "ETA": {"top_k": 3},
+    "CiUBM": {"top_k": 3},
+    "DMGIN": {"max_groups": 3, "max_per_group": 2, "target_group_max_len": 3},
+}
+
+
 def _encoder(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    encoder = build_encoder(name, SPEC, None)
+    encoder = build_encoder(name, SPEC, SMALL_WINDOWS[name])
     if name == "CiUBM":
         encoder.load_content(torch.nn.functional.normalize(torch.randn(60, 5), dim=1))
     return encoder.eval()
@@ -34,6 +46,10 @@ def _column(grid: Query, c: int) -> Query:
     return Query(
         grid.embeddings[:, c], grid.item_ids[:, c], grid.category_ids[:, c], grid.group_ids[:, c]
     )
+
+
+def test_small_windows_cover_every_encoder() -> None:
+    assert set(SMALL_WINDOWS) == set(ENCODERS)
 
 
 @pytest.mark.parametrize("name", sorted(ENCODERS))
