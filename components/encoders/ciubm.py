@@ -30,7 +30,13 @@ import torch.nn.functional as F
 from torch import nn
 
 import components.ops as ops
-from components.encoders.base import EncoderSpec, History, Query, SequenceEncoder
+from components.encoders.base import (
+    EncoderSpec,
+    History,
+    Query,
+    SequenceEncoder,
+    flatten_candidates,
+)
 from components.layers.mlp import MLP
 
 
@@ -287,17 +293,46 @@ class CiUBM(SequenceEncoder):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, query: Query, history: History) -> torch.Tensor:
+        self._check_content()
+        similarity = content_similarity(
+            self.content, query.item_ids, history.item_ids, history.offsets
+        )  # [N]
+        return self._from_similarity(query, history, similarity, history.offsets, None)
+
+    def forward_candidates(self, candidates: Query, history: History) -> torch.Tensor:
+        """``[B, C, output_dim]``: the content similarity of every (candidate, behavior) pair
+        comes from item ids alone, so the history's embeddings are never copied per candidate;
+        each candidate's attention gathers its K rows from the one history."""
+        self._check_content()
+        b, c = candidates.item_ids.shape
+        flat = flatten_candidates(candidates)
+        rows, lengths = ops.repeat_segments(history.offsets, c)  # [C * N] pairs, user-major
+        offsets = ops.lengths_to_offsets(lengths)
+        similarity = content_similarity(
+            self.content, flat.item_ids, history.item_ids[rows], offsets
+        )
+        return self._from_similarity(flat, history, similarity, offsets, rows).view(b, c, -1)
+
+    def _check_content(self) -> None:
         if self.content.numel() == 0:
             raise RuntimeError(
                 "CiUBM has no content table: pass content_embeddings or call load_content"
             )
-        lengths, offsets = history.lengths, history.offsets
-        similarity = content_similarity(
-            self.content, query.item_ids, history.item_ids, offsets
-        )  # [N]
+
+    def _from_similarity(
+        self,
+        query: Query,
+        history: History,
+        similarity: torch.Tensor,
+        offsets: torch.Tensor,
+        history_rows: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """``similarity [M]`` jagged by ``offsets`` (one segment per query row) -> interest.
+        ``history_rows [M]`` maps each similarity row to its history row (None: the same)."""
+        lengths = offsets[1:] - offsets[:-1]
         need_topk = self.attention is not None or self.config.histogram_over_topk
         if need_topk:
-            index, mask = _select_topk(similarity, offsets, self.config.top_k)  # [B, K]
+            index, mask = _select_topk(similarity, offsets, self.config.top_k)  # [Q, K]
         parts = []
         if self.histogram is not None:
             if self.config.histogram_over_topk:
@@ -310,7 +345,10 @@ class CiUBM(SequenceEncoder):
             keys = history.embeddings
             if history.behavior_embeddings.shape[-1] > 0:
                 keys = torch.cat([keys, history.behavior_embeddings], dim=-1)
-            kept_keys = ops.gather_padded(keys, index, mask)
+            key_index = index
+            if history_rows is not None and history_rows.numel():
+                key_index = torch.where(mask, history_rows[index], 0)
+            kept_keys = ops.gather_padded(keys, key_index, mask)
             kept_similarity = ops.gather_padded(similarity, index, mask)
             parts.append(self.attention(query.embeddings, kept_keys, kept_similarity, mask))
         out = torch.cat(parts, dim=-1)

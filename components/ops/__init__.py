@@ -24,6 +24,8 @@ from components.ops.jagged import (
     jagged_to_padded_reference,
     lengths_to_offsets,
     lengths_to_offsets_reference,
+    repeat_segments,
+    repeat_segments_reference,
     segment_ids,
     segment_ids_reference,
 )
@@ -53,6 +55,8 @@ __all__ = [
     "jagged_to_padded_reference",
     "lengths_to_offsets",
     "lengths_to_offsets_reference",
+    "repeat_segments",
+    "repeat_segments_reference",
     "segment_ids",
     "segment_ids_reference",
     "simhash_signatures",

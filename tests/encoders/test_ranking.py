@@ -134,3 +134,22 @@ def test_rank_candidates_rejects_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match="3 rows of candidates for a batch of 2"):
         ones = torch.ones(3, 2, dtype=torch.int64)
         model.rank_candidates(batch, ones, ones)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"histogram_over_topk": True}, {"use_histogram": False}, {"use_attention": False}],
+)
+def test_ciubm_variants_rank_like_their_forward(fields: dict) -> None:
+    torch.manual_seed(0)
+    encoder = build_encoder("CiUBM", SPEC, {"top_k": 3, **fields})
+    encoder.load_content(torch.nn.functional.normalize(torch.randn(60, 5), dim=1))
+    encoder.eval()
+    vocab = {"num_items": 60, "num_categories": 6}
+    history = random_history(SPEC, [30, 0, 7, 18], seed=9, **vocab)
+    grid = random_query(SPEC, 4, candidates=3, seed=10, **vocab)
+    with torch.no_grad():
+        together = encoder.forward_candidates(grid, history)
+        for c in range(3):
+            alone = encoder(_column(grid, c), history)
+            torch.testing.assert_close(together[:, c], alone, atol=1e-5, rtol=1e-4)
