@@ -2,6 +2,9 @@
 
 ``encoder(query, history) -> interest [B, output_dim]``
 
+and, to rank C candidates per user, ``encoder.forward_candidates(candidates [B, C, ...],
+history) -> [B, C, output_dim]`` (same values, per-user work done once).
+
 Shapes: B batch, N = sum of history lengths (jagged, no padding), D embedding dim shared by
 query and history, F numeric fields per behavior. Histories are time ordered, oldest -> newest,
 per sample. Encoders pad internally, as late as possible, only up to the batch max (capped by
@@ -107,8 +110,9 @@ class SequenceEncoder(nn.Module):
         """C candidates per user: ``candidates`` fields ``[B, C, ...]`` -> ``[B, C, output_dim]``.
 
         Row ``[b, c]`` equals ``forward`` on user b's history with candidate c. This default
-        repeats each history C times (O(C * L) per user); encoders with a candidate-independent
-        user state (DMGIN) override it to encode the history once.
+        repeats each history C times (O(C * L) rows per user); encoders override it to do their
+        candidate-independent work once per user (DMGIN's user state, SIMHard's key index, ETA's
+        hashes, SIMSoft's projection, CiUBM's id-only similarity).
         """
         b, c = candidates.item_ids.shape
         return self.forward(flatten_candidates(candidates), repeat_history(history, c)).view(
