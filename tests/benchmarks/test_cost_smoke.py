@@ -73,8 +73,9 @@ def test_cost_smoke(tmp_path: Path) -> None:
         _positive(row, "encoder_saved_mib", "serving_ms_per_user")
         assert math.isfinite(row["loss"])
         assert row["peak_rss_mib"] >= row["train_peak_rss_mib"] >= row["rss_inputs_mib"]
+        # samples/s is rounded to 0.1: allow that on top of 1% (slow steps give small values)
         assert row["samples_per_s"] == pytest.approx(
-            row["batch"] / row["train_step_ms"] * 1e3, rel=1e-2
+            row["batch"] / row["train_step_ms"] * 1e3, rel=1e-2, abs=0.051
         )
         if row["model"] == "SIMHard":
             assert row["step_over_simhard"] == row["serving_over_simhard"] == 1.0
