@@ -346,8 +346,8 @@ class CiUBM(SequenceEncoder):
             if history.behavior_embeddings.shape[-1] > 0:
                 keys = torch.cat([keys, history.behavior_embeddings], dim=-1)
             key_index = index
-            if history_rows is not None and history_rows.numel():
-                key_index = torch.where(mask, history_rows[index], 0)
+            if history_rows is not None:  # back to rows of the one history
+                key_index = ops.gather_padded(history_rows, index, mask)
             kept_keys = ops.gather_padded(keys, key_index, mask)
             kept_similarity = ops.gather_padded(similarity, index, mask)
             parts.append(self.attention(query.embeddings, kept_keys, kept_similarity, mask))

@@ -77,6 +77,5 @@ class ETA(SequenceEncoder):
                 simhash_signatures(flat.embeddings, self.planes),
                 self.config.top_k,
             )
-            if rows.numel():  # back to rows of the one history (no rows: every slot masked)
-                index = torch.where(mask, rows[index], 0)
+            index = jagged.gather_padded(rows, index, mask)  # back to rows of the one history
         return self.esu(flat, history, index, mask).view(b, c, -1)

@@ -26,11 +26,21 @@ from components.encoders.base import EncoderSpec, History, Query
 from components.ops.jagged import lengths_to_offsets
 
 
-def _ids(vocab: int, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+def random_ids(vocab: int, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
     """int64 ids in ``[1, vocab)``; all 0 when the vocabulary holds only the padding index."""
     if vocab <= 1:
         return torch.zeros(shape, dtype=torch.int64)
     return torch.randint(1, vocab, shape, generator=generator)
+
+
+def random_ages(lengths: Sequence[int], generator: torch.Generator) -> torch.Tensor:
+    """``[sum(lengths)]`` seconds before the query time (> 1), decreasing within each history,
+    so the oldest behavior comes first."""
+    age = torch.cat(
+        [torch.empty(0)]
+        + [torch.sort(torch.rand(k, generator=generator), descending=True).values for k in lengths]
+    )
+    return 1.0 + age * 1e7
 
 
 def random_history(
@@ -56,22 +66,18 @@ def random_history(
     generator = torch.Generator().manual_seed(seed)
     lengths_t = torch.tensor(list(lengths), dtype=torch.int64)
     n = int(lengths_t.sum())
-    # Seconds before the query time: sorted descending within each history, so oldest first.
-    age = torch.cat(
-        [torch.empty(0)]
-        + [torch.sort(torch.rand(k, generator=generator), descending=True).values for k in lengths]
-    )
+    age = random_ages(lengths, generator)
     return History(
         embeddings=torch.randn(n, spec.embedding_dim, generator=generator).requires_grad_(
             requires_grad
         ),
         lengths=lengths_t,
         offsets=lengths_to_offsets(lengths_t),
-        item_ids=_ids(num_items, (n,), generator),
-        category_ids=_ids(num_categories, (n,), generator),
-        group_ids=_ids(spec.num_groups, (n,), generator),
-        behavior_ids=_ids(spec.num_behaviors, (n,), generator),
-        age=1.0 + age * 1e7,
+        item_ids=random_ids(num_items, (n,), generator),
+        category_ids=random_ids(num_categories, (n,), generator),
+        group_ids=random_ids(spec.num_groups, (n,), generator),
+        behavior_ids=random_ids(spec.num_behaviors, (n,), generator),
+        age=age,
         numeric=torch.rand(n, spec.num_numeric, generator=generator),
         behavior_embeddings=torch.randn(n, spec.behavior_dim, generator=generator),
     )
@@ -104,7 +110,7 @@ def random_query(
         embeddings=torch.randn(*shape, spec.embedding_dim, generator=generator).requires_grad_(
             requires_grad
         ),
-        item_ids=_ids(num_items, shape, generator),
-        category_ids=_ids(num_categories, shape, generator),
-        group_ids=_ids(spec.num_groups, shape, generator),
+        item_ids=random_ids(num_items, shape, generator),
+        category_ids=random_ids(num_categories, shape, generator),
+        group_ids=random_ids(spec.num_groups, shape, generator),
     )

@@ -98,11 +98,14 @@ class SIMHard(SequenceEncoder):
         self.esu = ExactSearchUnit(spec, self.config)
         self.output_dim = self.esu.output_dim
 
-    def forward(self, query: Query, history: History) -> torch.Tensor:
+    def _search_keys(self, query: Query, history: History) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(key of each behavior [N], key of each candidate)`` by ``config.search_key``."""
         if self.config.search_key == "category":
-            keys, wanted = history.category_ids, query.category_ids
-        else:
-            keys, wanted = history.group_ids, query.group_ids
+            return history.category_ids, query.category_ids
+        return history.group_ids, query.group_ids
+
+    def forward(self, query: Query, history: History) -> torch.Tensor:
+        keys, wanted = self._search_keys(query, history)
         index, mask = hard_search(keys, history.offsets, wanted, self.config.top_k)
         return self.esu(query, history, index, mask)
 
@@ -112,10 +115,7 @@ class SIMHard(SequenceEncoder):
         search (O(log L + K)) instead of scanning a copy of the history, as a deployed SIM's
         GSU serves from a per-user category index."""
         b, c = candidates.item_ids.shape
-        if self.config.search_key == "category":
-            keys, wanted = history.category_ids, candidates.category_ids
-        else:
-            keys, wanted = history.group_ids, candidates.group_ids
+        keys, wanted = self._search_keys(candidates, history)
         users = torch.arange(b, device=keys.device).repeat_interleave(c)
         index, mask, _, _ = lookup_group(
             build_group_index(keys, history.offsets), users, wanted.reshape(-1), self.config.top_k
@@ -178,9 +178,10 @@ class SIMSoft(SequenceEncoder):
         b, c = candidates.item_ids.shape
         flat = flatten_candidates(candidates)
         rows, lengths = jagged.repeat_segments(history.offsets, c)
-        longest = max(int(history.lengths.max()), 1) if b else 1
         behaviors, valid = jagged.jagged_to_padded(
-            self.project_behavior(history.embeddings), history.offsets, longest
+            self.project_behavior(history.embeddings),
+            history.offsets,
+            max(history.item_ids.numel(), 1),  # no cap: T is the longest history
         )  # [B, T, D] projected once per user, left-aligned
         queries = self.project_query(candidates.embeddings)  # [B, C, D]
         scores = torch.bmm(queries, behaviors.transpose(1, 2))  # [B, C, T]
@@ -189,6 +190,5 @@ class SIMSoft(SequenceEncoder):
         index, mask = topk_by_score(
             scores.detach(), jagged.lengths_to_offsets(lengths), self.config.top_k
         )
-        if rows.numel():  # back to rows of the one history (no rows: every slot masked)
-            index = torch.where(mask, rows[index], 0)
+        index = jagged.gather_padded(rows, index, mask)  # back to rows of the one history
         return self.esu(flat, history, index, mask).view(b, c, -1)

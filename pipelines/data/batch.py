@@ -184,6 +184,9 @@ def random_batch(
         >>> batch.items.stride(), batch.history_lengths.tolist(), batch.labels.shape
         (9, [4, 0, 2], torch.Size([3]))
     """
+    # imported here: loader workers import this module and need none of components
+    from components.encoders.example_inputs import random_ages, random_ids
+
     generator = torch.Generator().manual_seed(seed)
     lengths = torch.tensor(list(history_lengths), dtype=torch.int64)
     if bool((lengths < 0).any()):
@@ -191,14 +194,9 @@ def random_batch(
     b, n = int(lengths.shape[0]), int(lengths.sum())
 
     def ids(vocabulary: int, count: int) -> torch.Tensor:
-        if vocabulary <= 1:
-            return torch.zeros(count, dtype=torch.int64)
-        return torch.randint(1, vocabulary, (count,), generator=generator)
+        return random_ids(vocabulary, (count,), generator)
 
-    age = torch.cat(
-        [torch.empty(0)]
-        + [torch.sort(torch.rand(k, generator=generator), descending=True).values for k in lengths]
-    )
+    age = random_ages(lengths.tolist(), generator)
     return make_batch(
         user=ids(users, b),
         item=ids(items, b),
@@ -209,6 +207,6 @@ def random_batch(
         history_item=ids(items, n),
         history_category=ids(categories, n),
         history_behavior=ids(behaviors, n),
-        history_age=1.0 + age * 1e7,
+        history_age=age,
         history_numeric=torch.rand(n, num_numeric, generator=generator),
     )
