@@ -74,6 +74,10 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
         if ref is None or "error" in row:
             continue
         row["step_over_simhard"] = round(row["train_step_ms"] / ref["train_step_ms"], 3)
+        if "train_step_full_lookup_ms" in row and "train_step_full_lookup_ms" in ref:
+            row["full_lookup_step_over_simhard"] = round(
+                row["train_step_full_lookup_ms"] / ref["train_step_full_lookup_ms"], 3
+            )
         row["inference_over_simhard"] = round(
             row["inference_ms_per_user"] / ref["inference_ms_per_user"], 3
         )
@@ -115,6 +119,15 @@ def check_targets(rows: list[dict[str, Any]], length: int) -> dict[str, Any]:
         if dmgin
         else None,
         "dmgin_encoder_saved_growth": _saved_growth(rows, length),
+        # the same two step ratios with every history row looked up (for the record)
+        "full_lookup_dmgin_step_over_simhard": dmgin.get("full_lookup_step_over_simhard")
+        if dmgin
+        else None,
+        "full_lookup_dinfull_step_over_dmgin": round(
+            dinfull["train_step_full_lookup_ms"] / dmgin["train_step_full_lookup_ms"], 2
+        )
+        if dmgin and dinfull and "train_step_full_lookup_ms" in dmgin
+        else None,
     }
     bounds = {
         "dmgin_step_over_simhard": (TARGETS["dmgin_step_over_simhard_max"], "max"),
@@ -161,8 +174,14 @@ def render_markdown(results: dict[str, Any]) -> str:
     s = results["settings"]
     return "\n\n".join(
         [
-            f"Train step ms, B={s['batch']} (x SIMHard):",
+            f"Train step ms, B={s['batch']}, as `pipelines.train` runs it: only the history"
+            " rows the encoder reads are looked up (x SIMHard):",
             table("train_step_ms", "step_over_simhard", 1),
+            "The same step with every history row looked up (`train.lookup_plan=false`;"
+            " x SIMHard):",
+            table("train_step_full_lookup_ms", "full_lookup_step_over_simhard", 1),
+            "Fraction of the N history rows the lookup plan looks up:",
+            table("history_rows_looked_up", None, 4),
             f"Inference ms per user, C={s['candidates']} candidates (x SIMHard):",
             table("inference_ms_per_user", "inference_over_simhard", 1),
             "DMGIN from its cached user state, ms per user (x SIMHard):",

@@ -6,8 +6,11 @@
 * train step: the whole CTR model (``components.model.LifelongCTRModel`` with the model's
   ml-1m recipe) exactly as ``pipelines.train`` runs it: sharded by DistributedModelParallel
   (a 1-rank gloo group on CPU, nccl on CUDA) with the recipe's fused sparse optimizer applied
-  in backward and its dense optimizer stepped after; EBC lookups, encoder, over-arch, BCE
-  (+ auxiliary) loss, backward, optimizer; median ms of R steps after a warm-up; samples/s;
+  in backward and its dense optimizer stepped after; the lookup plan (``train.lookup_plan``:
+  the history rows the encoder reads, found from ids, counted in the step), EBC lookups,
+  encoder, over-arch, BCE (+ auxiliary) loss, backward, optimizer; median ms of R steps after
+  a warm-up; samples/s; the same step with every history row looked up (``lookup_plan=false``)
+  and the fraction of the N history rows the plan looks up;
 * inference per user with C candidates, at the encoder (embeddings looked up beforehand, eval
   mode, no grad): every model scores C copies of (candidate, user history), which is what a
   model without a user cache must do; DMGIN also scores them from its cached user state
@@ -47,6 +50,7 @@ from benchmarks.synthetic_inputs import (
 from components.model import LifelongCTRModel
 from pipelines.config import ExperimentConfig
 from pipelines.distributed import init_distributed, shutdown
+from pipelines.lookup_plan import LookupPlanner
 from pipelines.model_setup import shard_model
 
 
@@ -81,22 +85,30 @@ def measure_train(
     sizes: SyntheticSizes,
 ) -> dict[str, Any]:
     ctx = init_distributed(config.train.device)
+    planner = LookupPlanner(model)  # as pipelines.train: the unsharded head, before sharding
     dmp, optimizer, _ = shard_model(model, config, ctx)
-    batch = ctr_batch(batch_size, length, sizes, seed=length).to(ctx.device)
+    host_batch = ctr_batch(batch_size, length, sizes, seed=length)
+    batch = host_batch.to(ctx.device)
     rss_inputs = current_rss_mib()
     dmp.train()
 
-    def step() -> float:
+    def step(plan: bool) -> float:
         optimizer.zero_grad(set_to_none=True)
-        loss, _ = dmp(batch)
+        loss, _ = dmp(planner(host_batch).to(ctx.device) if plan else batch)
         loss.backward()
         optimizer.step()
         return float(loss)
 
-    ms, loss = timed(step, repeats)
+    full_ms, _ = timed(lambda: step(False), repeats)
+    ms, loss = timed(lambda: step(True), repeats)
+    rows = planner.model.history_rows(host_batch)
+    n = int(host_batch.history_lengths.sum())
+    looked_up = n if rows is None else int(rows.unique().numel())
     return {
         "train_step_ms": ms,
         "samples_per_s": round(batch_size / (ms / 1e3), 1),
+        "train_step_full_lookup_ms": full_ms,
+        "history_rows_looked_up": round(looked_up / max(n, 1), 4),
         "loss": loss,
         "rss_inputs_mib": rss_inputs,
         "train_peak_rss_mib": peak_rss_mib(),

@@ -110,12 +110,23 @@ def cost_section(results: Path) -> str | None:
         f"{verdict(t, 'dmgin_cached_over_full_per_candidate')}), DMGIN encoder activations at "
         f"the largest L / at L={t['length']:,} = {t.get('dmgin_encoder_saved_growth')} "
         f"(<= {bound.get('dmgin_encoder_saved_growth_max', float('nan')):g}: "
-        f"{verdict(t, 'dmgin_encoder_saved_growth')}). Why the missed ones are missed: "
-        "README, Benchmarks, *Reading the cost targets*.",
+        f"{verdict(t, 'dmgin_encoder_saved_growth')}).{_full_lookup_ratios(t)} Why any missed "
+        "ones are missed: README, Benchmarks, *Reading the cost targets*.",
         "![cost](benchmarks/results/cost.png)",
         where(data.get("environment")),
     ]
     return "\n\n".join(lines)
+
+
+def _full_lookup_ratios(t: dict) -> str:
+    """The two step ratios with every history row looked up, when the run measured them."""
+    if t.get("full_lookup_dinfull_step_over_dmgin") is None:
+        return ""
+    return (
+        " With every history row looked up (`train.lookup_plan=false`): DMGIN step / SIMHard = "
+        f"{t['full_lookup_dmgin_step_over_simhard']}, DINFull step / DMGIN = "
+        f"{t['full_lookup_dinfull_step_over_dmgin']}."
+    )
 
 
 def encoders_section(results: Path) -> str | None:

@@ -130,7 +130,8 @@ def config_overrides(
 def config_hash(config: Any, tokens: dict[str, str]) -> str:
     """Short hash of a resolved :class:`ExperimentConfig` with machine-specific paths replaced.
 
-    ``train.output_dir`` is dropped and each path in ``tokens`` (path -> token) is replaced by its
+    ``train.output_dir`` and ``train.lookup_plan`` (how rows are looked up, not what is trained)
+    are dropped and each path in ``tokens`` (path -> token) is replaced by its
     token, so the same experiment hashes the same on any checkout; a changed recipe (or override)
     changes the hash, which makes the benchmarks re-run the affected runs.
     """
@@ -138,6 +139,7 @@ def config_hash(config: Any, tokens: dict[str, str]) -> str:
 
     raw = to_dict(config)
     raw["train"].pop("output_dir", None)
+    raw["train"].pop("lookup_plan", None)
     data = raw["data"]
     for key in ("dataset", "groups", "content"):
         if data.get(key) is not None:

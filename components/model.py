@@ -4,17 +4,17 @@ Shapes: B samples, N = sum of history lengths, E = ``embedding_dim`` per id tabl
 D = 2E (item and category embeddings concatenated), D_b = ``behavior_dim``, F numeric fields.
 
 The model reads a batch by attribute (``pipelines.data.batch.Batch`` or any object with the same
-fields): ``users`` (KJT, stride B), ``items`` (KJT, stride B + N, keys item_id / category_id /
-behavior_id, candidate rows first, then every history position), ``history_lengths``,
-``history_age``, ``history_numeric``. The top-level ``forward`` only calls the two
+fields): ``users`` (KJT, stride B), ``items`` (KJT, keys item_id / category_id / behavior_id,
+candidate rows first, then every history position, or only the R positions ``history_rows``
+names), ``item_ids`` (``[3, B + N]``, every id), ``history_lengths``, ``history_age``,
+``history_numeric``, ``history_rows``. The top-level ``forward`` only calls the two
 EmbeddingBagCollections on batch attributes and hands everything else to one unsharded child
-(``head``): TorchRec's ``TrainPipelineSparseDist`` traces exactly this shape and can then
-input-dist the next batch while the current one trains.
+(``head``, :mod:`components.head`): TorchRec's ``TrainPipelineSparseDist`` traces exactly this
+shape and can then input-dist the next batch while the current one trains.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -23,71 +23,23 @@ from torchrec import (
     EmbeddingBagCollection,
     EmbeddingBagConfig,
     KeyedJaggedTensor,
-    KeyedTensor,
     PoolingType,
 )
 
-from components.encoders.base import EncoderSpec, History, Query, SequenceEncoder
-from components.encoders.registry import build_encoder
-from components.layers.mlp import MLP
-from components.ops.jagged import lengths_to_offsets
+from components.head import ITEM_SIDE_KEYS, SequenceHead, split_item_side
+from components.model_config import GROUP_KEYS, ModelConfig, ModelOutput, Vocab
 
-GROUP_KEYS = ("category", "item", "cluster")
-
-
-@dataclass
-class Vocab:
-    """Embedding table sizes (max index + 1; index 0 = padding / unknown).
-
-    Attributes:
-        users, items, categories, behaviors: id vocabularies.
-        num_numeric: F, numeric fields per behavior.
-        groups: size of the ``item -> group`` table's group ids (cluster group key only).
-    """
-
-    users: int
-    items: int
-    categories: int
-    behaviors: int
-    num_numeric: int = 0
-    groups: int | None = None
-
-
-@dataclass
-class ModelConfig:
-    """Attributes:
-    embedding_dim: E, dimension of the user, item and category tables.
-    behavior_dim: D_b, dimension of the behavior-type table.
-    encoder: a built-in encoder name (components.encoders.registry.ENCODERS) or your own as
-        ``"package.module:ClassName"``.
-    encoder_config: fields of that encoder's config dataclass.
-    group_key: interest groups of behaviors: ``category`` id, ``item`` id (DGIN) or a content
-        ``cluster`` (needs an ``item_to_group`` table).
-    over_arch: hidden sizes of the final MLP (a last layer of size 1 is added).
-    use_user_embedding: feed the user id embedding to the over-arch.
-    numeric_summary: feed the mean of each numeric field over the history to the over-arch.
-    """
-
-    embedding_dim: int = 16
-    behavior_dim: int = 8
-    encoder: str = "DMGIN"
-    encoder_config: dict[str, Any] = field(default_factory=dict)
-    group_key: str = "category"
-    over_arch: list[int] = field(default_factory=lambda: [200, 80])
-    use_user_embedding: bool = True
-    numeric_summary: bool = True
-
-    def __post_init__(self) -> None:
-        if self.group_key not in GROUP_KEYS:
-            raise ValueError(f"group_key must be one of {GROUP_KEYS}, got {self.group_key!r}")
-        if self.embedding_dim < 1 or self.behavior_dim < 1:
-            raise ValueError("embedding_dim and behavior_dim must be >= 1")
-
-
-@dataclass
-class ModelOutput:
-    logits: torch.Tensor  # [B]
-    aux_logits: dict[str, torch.Tensor]  # name -> [B]
+__all__ = [
+    "GROUP_KEYS",
+    "ITEM_SIDE_KEYS",
+    "LifelongCTRModel",
+    "ModelConfig",
+    "ModelOutput",
+    "SequenceHead",
+    "Vocab",
+    "sparse_arch",
+    "split_item_side",
+]
 
 
 def sparse_arch(
@@ -136,202 +88,6 @@ def sparse_arch(
     return users, items
 
 
-class SequenceHead(nn.Module):
-    """Everything after the embedding lookups: builds Query/History, runs the encoder, scores.
-
-    forward(user_kt, item_kt, item_ids [B+N], history_lengths [B], history_age [N],
-    history_numeric [N, F]) -> ModelOutput
-    """
-
-    def __init__(
-        self,
-        config: ModelConfig,
-        vocab: Vocab,
-        item_to_group: torch.Tensor | None = None,
-        content_embeddings: torch.Tensor | None = None,
-    ) -> None:
-        super().__init__()
-        self.config = config
-        if config.group_key == "cluster":
-            if item_to_group is None:
-                raise ValueError("group_key 'cluster' needs an item_to_group table")
-            num_groups = int(item_to_group.max()) + 1
-        else:
-            num_groups = vocab.categories if config.group_key == "category" else vocab.items
-        self.register_buffer(
-            "item_to_group",
-            item_to_group.to(torch.int64)
-            if item_to_group is not None
-            else torch.zeros(0, dtype=torch.int64),
-        )
-        d = 2 * config.embedding_dim
-        self.spec = EncoderSpec(
-            embedding_dim=d,
-            behavior_dim=config.behavior_dim,
-            num_behaviors=vocab.behaviors,
-            num_numeric=vocab.num_numeric,
-            num_groups=num_groups,
-        )
-        self.encoder: SequenceEncoder = build_encoder(
-            config.encoder, self.spec, config.encoder_config or None
-        )
-        takes_content = hasattr(self.encoder, "load_content")
-        if content_embeddings is not None:
-            if not takes_content:
-                raise ValueError(f"encoder {config.encoder} does not read content embeddings")
-            if content_embeddings.shape[0] != vocab.items:
-                raise ValueError(
-                    f"content_embeddings has {content_embeddings.shape[0]} rows, "
-                    f"expected one per item index ({vocab.items})"
-                )
-            self.encoder.load_content(content_embeddings)  # frozen buffer, no gradient
-        over_in = self.encoder.output_dim + d
-        if config.use_user_embedding:
-            over_in += config.embedding_dim
-        if config.numeric_summary:
-            over_in += vocab.num_numeric + 1  # + log1p(history length)
-        self.over_arch = MLP(over_in, [*config.over_arch, 1])
-
-    def groups_of(self, items: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
-        if self.config.group_key == "category":
-            return categories
-        if self.config.group_key == "item":
-            return items
-        return self.item_to_group[items.clamp(max=self.item_to_group.shape[0] - 1)]
-
-    def forward(
-        self,
-        user_kt: KeyedTensor,
-        item_kt: KeyedTensor,
-        item_ids: torch.Tensor,
-        history_lengths: torch.Tensor,
-        history_age: torch.Tensor,
-        history_numeric: torch.Tensor,
-    ) -> ModelOutput:
-        b = history_lengths.shape[0]
-        query, history = self._query_and_history(
-            item_kt, item_ids, b, history_lengths, history_age, history_numeric
-        )
-        interest, aux = self.encoder.forward_with_aux(query, history)
-        user = user_kt["user_id"] if self.config.use_user_embedding else None
-        logits = self._logits(interest, query.embeddings, user, history, 1)
-        return ModelOutput(logits=logits, aux_logits=aux)
-
-    def rank(
-        self,
-        user_kt: KeyedTensor,
-        item_kt: KeyedTensor,
-        item_ids: torch.Tensor,
-        history_lengths: torch.Tensor,
-        history_age: torch.Tensor,
-        history_numeric: torch.Tensor,
-        num_candidates: int,
-    ) -> torch.Tensor:
-        """Logits ``[B, C]`` of C candidates per user; the item side holds the ``B * C``
-        candidate rows (user-major) first, then the N history rows. The encoder scores them
-        through :meth:`SequenceEncoder.forward_candidates` (DMGIN: one user state for all C)."""
-        b, c = history_lengths.shape[0], num_candidates
-        flat, history = self._query_and_history(
-            item_kt, item_ids, b * c, history_lengths, history_age, history_numeric
-        )
-        grid = Query(
-            embeddings=flat.embeddings.view(b, c, -1),
-            item_ids=flat.item_ids.view(b, c),
-            category_ids=flat.category_ids.view(b, c),
-            group_ids=flat.group_ids.view(b, c),
-        )
-        interest = self.encoder.forward_candidates(grid, history).reshape(b * c, -1)
-        user = user_kt["user_id"] if self.config.use_user_embedding else None
-        return self._logits(interest, flat.embeddings, user, history, c).view(b, c)
-
-    def _query_and_history(
-        self,
-        item_kt: KeyedTensor,
-        item_ids: torch.Tensor,
-        num_candidate_rows: int,
-        history_lengths: torch.Tensor,
-        history_age: torch.Tensor,
-        history_numeric: torch.Tensor,
-    ) -> tuple[Query, History]:
-        """The first ``num_candidate_rows`` item-side rows are candidates, the rest histories."""
-        k = num_candidate_rows
-        item_side, behavior_emb = split_item_side(item_kt)  # [K + N, D], [K + N, D_b]
-        rows = [k, item_side.shape[0] - k]  # candidates, then the N history rows
-        # row splits, not slices: a slice's backward zero-fills the whole [K + N, D] once per slice
-        query_emb, history_emb = item_side.split(rows)
-        history_behavior_emb = behavior_emb.split(rows)[1]
-        ids = item_ids.view(3, -1)  # item, category, behavior ids per row
-        items, categories, behaviors = ids[0], ids[1], ids[2]
-        query = Query(
-            embeddings=query_emb,
-            item_ids=items[:k],
-            category_ids=categories[:k],
-            group_ids=self.groups_of(items[:k], categories[:k]),
-        )
-        history = History(
-            embeddings=history_emb,
-            lengths=history_lengths,
-            offsets=lengths_to_offsets(history_lengths),
-            item_ids=items[k:],
-            category_ids=categories[k:],
-            group_ids=self.groups_of(items[k:], categories[k:]),
-            behavior_ids=behaviors[k:],
-            age=history_age,
-            numeric=history_numeric,
-            behavior_embeddings=history_behavior_emb,
-        )
-        return query, history
-
-    def _logits(
-        self,
-        interest: torch.Tensor,
-        candidate_emb: torch.Tensor,
-        user_emb: torch.Tensor | None,
-        history: History,
-        per_user: int,
-    ) -> torch.Tensor:
-        """Over-arch on ``[interest, candidate, user, history summary]`` for ``B * per_user``
-        candidate rows (user-major); the user-side parts are repeated ``per_user`` times."""
-        parts = [interest, candidate_emb]
-        if user_emb is not None:
-            parts.append(user_emb)
-        if self.config.numeric_summary:
-            parts.append(_numeric_summary(history))
-        if per_user > 1:
-            parts[2:] = [part.repeat_interleave(per_user, dim=0) for part in parts[2:]]
-        return self.over_arch(torch.cat(parts, dim=1)).squeeze(1)
-
-
-ITEM_SIDE_KEYS = ["item_id", "category_id", "behavior_id"]
-
-
-def split_item_side(item_kt: KeyedTensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``([R, 2E] item and category embeddings side by side, [R, D_b] behavior embeddings)``.
-
-    One column split of the KeyedTensor's values: its backward writes the gradient of the whole
-    ``[R, 2E + D_b]`` once, where splitting per key and concatenating item with category again
-    would copy it twice more. Needs the keys in ``sparse_arch``'s order (DMP keeps it).
-    """
-    if item_kt.keys() != ITEM_SIDE_KEYS:
-        raise ValueError(f"item KeyedTensor keys {item_kt.keys()}, expected {ITEM_SIDE_KEYS}")
-    item_dim, category_dim, behavior_dim = item_kt.length_per_key()
-    item_side, behavior = item_kt.values().split([item_dim + category_dim, behavior_dim], dim=1)
-    return item_side, behavior
-
-
-def _numeric_summary(history: History) -> torch.Tensor:
-    """``[B, F + 1]``: mean of each numeric field over the history, and log1p(length)."""
-    b = history.lengths.shape[0]
-    segment = torch.repeat_interleave(
-        torch.arange(b, device=history.lengths.device), history.lengths
-    )
-    sums = torch.zeros(b, history.numeric.shape[1], device=history.numeric.device)
-    sums.index_add_(0, segment, history.numeric)
-    lengths = history.lengths.to(sums.dtype).unsqueeze(1)
-    means = sums / lengths.clamp_min(1.0)
-    return torch.cat([means, torch.log1p(lengths)], dim=1)
-
-
 class LifelongCTRModel(nn.Module):
     """User/item EmbeddingBagCollections + :class:`SequenceHead`.
 
@@ -366,10 +122,35 @@ class LifelongCTRModel(nn.Module):
         return self.head(
             user_kt,
             item_kt,
-            batch.items.values(),
+            batch.item_ids,
             batch.history_lengths,
             batch.history_age,
             batch.history_numeric,
+            batch.history_rows,
+        )
+
+    @torch.no_grad()
+    def history_rows(self, batch: Any) -> torch.Tensor | None:
+        """``[R]`` int64: the history rows of ``batch`` (indices into N) this model's forward
+        reads embeddings of, found from ids alone before any lookup; None when it reads all
+        (DINFull, SIMSoft, ETA). ``pipelines.data.batch.restrict_item_lookup`` then makes the
+        item EBC look up only those: the model's output and every gradient stay the same, and
+        a lifelong history costs O(R) embedding rows instead of O(N).
+
+        Example:
+            >>> from pipelines.data.batch import random_batch, restrict_item_lookup
+            >>> model = LifelongCTRModel(ModelConfig(encoder="SIMHard"), Vocab(100, 500, 20, 6, 1))
+            >>> batch = random_batch([3000, 20], users=100, items=500, categories=20,
+            ...                      behaviors=6, num_numeric=1)
+            >>> rows = model.history_rows(batch)
+            >>> int(rows.numel()) <= 2 * model.head.encoder.config.top_k
+            True
+            >>> small = restrict_item_lookup(batch, rows)
+            >>> torch.allclose(model(small).logits, model(batch).logits)
+            True
+        """
+        return self.head.history_rows(
+            batch.item_ids, batch.history_lengths, batch.history_age, batch.history_numeric
         )
 
     def rank_candidates(
@@ -402,7 +183,7 @@ class LifelongCTRModel(nn.Module):
             raise ValueError(
                 f"{b} rows of candidates for a batch of {batch.history_lengths.shape[0]}"
             )
-        history_ids = batch.items.values().view(len(ITEM_SIDE_KEYS), -1)[:, b:]  # [3, N]
+        history_ids = batch.item_ids[:, b:]  # [3, N]
         candidate_ids = torch.stack(
             [
                 candidate_items.reshape(-1),

@@ -85,6 +85,8 @@ class TrainConfig:
     aux_loss_weight: weight of auxiliary losses (SIMSoft's GSU task).
     save_predictions: write predictions_{split}.parquet at every evaluation.
     eval_test: also evaluate the test split at the end.
+    lookup_plan: look up only the history rows the encoder reads (``pipelines.lookup_plan``);
+        same outputs and gradients as looking up all of them, O(R) rows instead of O(N).
     """
 
     epochs: int = 1
@@ -99,6 +101,7 @@ class TrainConfig:
     aux_loss_weight: float = 1.0
     save_predictions: bool = False
     eval_test: bool = True
+    lookup_plan: bool = True
 
 
 @dataclass

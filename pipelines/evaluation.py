@@ -16,12 +16,16 @@ from torchrec.distributed.train_pipeline import EvalPipelineSparseDist
 from pipelines.data.batch import Batch
 from pipelines.data.loader import SampleLoader
 from pipelines.distributed import DistributedContext
+from pipelines.lookup_plan import LookupPlanner
 from pipelines.metrics import compute_metrics
 
 
 @torch.no_grad()
 def evaluate(
-    dmp: DistributedModelParallel, loader: SampleLoader, ctx: DistributedContext
+    dmp: DistributedModelParallel,
+    loader: SampleLoader,
+    ctx: DistributedContext,
+    planner: LookupPlanner | None = None,
 ) -> tuple[dict[str, float], pd.DataFrame | None]:
     """Score a split on every rank, gather to rank 0, compute metrics there, share them.
 
@@ -32,6 +36,7 @@ def evaluate(
     pipeline pulls it; batches come back in order, and the user ids of every output are checked
     against the recorded ones. Weight-0 rows (padding that keeps ranks' batch counts equal) are
     dropped on rank 0; the metrics are broadcast, the predictions frame stays on rank 0.
+    ``planner``: look up only the history rows the model reads (``pipelines.lookup_plan``).
     """
     dmp.eval()
     pulled: deque[dict[str, np.ndarray]] = deque()  # appended by the pipeline's loading thread
@@ -42,13 +47,13 @@ def evaluate(
             pulled.append(
                 {
                     "user": batch.user_ids.numpy().copy(),
-                    "item": batch.items.values()[:b].numpy().copy(),
+                    "item": batch.item_ids[0, :b].numpy().copy(),
                     "ts": batch.timestamps.numpy().copy(),
                     "label": batch.labels.numpy().copy(),
                     "w": batch.weights.numpy().copy(),
                 }
             )
-            yield batch
+            yield batch if planner is None else planner(batch)
 
     # the eval pipeline never steps an optimizer
     pipeline: EvalPipelineSparseDist = EvalPipelineSparseDist(

@@ -80,7 +80,7 @@ class TensorScorer(nn.Module):
             "category_id": torch.cat([category, history_category]),
             "behavior_id": torch.cat([torch.zeros_like(item), history_behavior]),
         }
-        # key-major ids, the layout of Batch.items.values(): [3 * (B + N)]
+        # key-major ids, the layout of Batch.item_ids: [3 * (B + N)]
         item_ids = torch.cat([rows[key] for key in ITEM_KEYS])
         output = self.model.head(
             _lookup(self.model.user_ebc, {"user_id": user}),
@@ -96,7 +96,7 @@ class TensorScorer(nn.Module):
 def batch_tensors(batch: Batch) -> tuple[torch.Tensor, ...]:
     """The :data:`INPUTS` of :class:`TensorScorer` for a loader ``Batch`` (B samples, N rows)."""
     b = batch.batch_size
-    ids = batch.items.values().view(len(ITEM_KEYS), -1)  # [3, B + N]
+    ids = batch.item_ids  # [3, B + N]
     item, category, behavior = ids[0], ids[1], ids[2]
     return (
         batch.user_ids,

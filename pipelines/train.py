@@ -44,6 +44,7 @@ from pipelines.config import ConfigError, ExperimentConfig, load_config, to_dict
 from pipelines.data.loader import LoaderConfig, SampleLoader
 from pipelines.distributed import DistributedContext, init_distributed, shutdown
 from pipelines.evaluation import evaluate
+from pipelines.lookup_plan import LookupPlanner
 from pipelines.model_setup import build_model, shard_model
 
 
@@ -110,6 +111,8 @@ def train(config: ExperimentConfig, resume: str | bool = False) -> dict[str, Any
         out.mkdir(parents=True, exist_ok=True)
     seed_everything(config.train.seed)
     model, _ = build_model(config)
+    # kept before sharding: the planner needs the head (encoder, group table), not the tables
+    planner = LookupPlanner(model) if config.train.lookup_plan else None
     dmp, optimizer, dense_optimizer = shard_model(model, config, ctx)
     state = TrainerState()
     resume_from = latest_checkpoint(out) if resume is True else (Path(resume) if resume else None)
@@ -127,6 +130,8 @@ def train(config: ExperimentConfig, resume: str | bool = False) -> dict[str, Any
     for epoch in range(state.epoch, config.train.epochs):
         train_loader.set_epoch(epoch)
         batches = itertools.islice(iter(train_loader), state.step_in_epoch, None)
+        if planner is not None:
+            batches = planner.over(batches)
         pipeline = TrainPipelineSparseDist(dmp, optimizer, ctx.device)
         bar = tqdm(
             total=steps_per_epoch,
@@ -178,7 +183,7 @@ def train(config: ExperimentConfig, resume: str | bool = False) -> dict[str, Any
                 break
         bar.close()
         pipeline.detach()
-        metrics, predictions = evaluate(dmp, valid_loader, ctx)
+        metrics, predictions = evaluate(dmp, valid_loader, ctx, planner)
         record = {
             "split": "valid",
             "epoch": epoch,
@@ -212,7 +217,8 @@ def train(config: ExperimentConfig, resume: str | bool = False) -> dict[str, Any
         "best_valid_auc": state.best_valid_auc,
     }
     if config.train.eval_test:
-        test_metrics, test_predictions = evaluate(dmp, make_loader(config, "test", ctx, False), ctx)
+        test_loader = make_loader(config, "test", ctx, False)
+        test_metrics, test_predictions = evaluate(dmp, test_loader, ctx, planner)
         summary["test"] = test_metrics
         log.write(
             {"split": "test", "epoch": state.epoch, "step": state.global_step, **test_metrics},

@@ -64,7 +64,8 @@ class History:
     """A batch of behavior sequences in jagged form.
 
     Attributes:
-        embeddings: ``[N, D]`` embedding of each behavior (same D as ``Query.embeddings``).
+        embeddings: ``[N, D]`` embedding of each behavior (same D as ``Query.embeddings``), or
+            ``[R + 1, D]`` when ``embedding_rows`` is set.
         lengths: ``[B]`` int64 history length of each sample.
         offsets: ``[B + 1]`` int64 exclusive prefix sum of ``lengths``.
         item_ids: ``[N]`` int64.
@@ -73,7 +74,13 @@ class History:
         behavior_ids: ``[N]`` int64 behavior type (>= 1).
         age: ``[N]`` float32 seconds between the behavior and the query time (> 0).
         numeric: ``[N, F]`` float32 numeric fields (raw values, e.g. rating, dwell).
-        behavior_embeddings: ``[N, D_b]`` embedding of the behavior type (may have D_b = 0).
+        behavior_embeddings: ``[N, D_b]`` embedding of the behavior type (may have D_b = 0),
+            or ``[R + 1, D_b]`` when ``embedding_rows`` is set.
+        embedding_rows: None, or ``[N]`` int64: the row of ``embeddings`` and
+            ``behavior_embeddings`` that holds each behavior, when the model looked up only the
+            R rows the encoder's :meth:`SequenceEncoder.history_rows` names (row R is zeros,
+            for every other behavior). Read embeddings through :meth:`embedding_index`; only
+            encoders that override ``history_rows`` ever get it set.
     """
 
     embeddings: torch.Tensor
@@ -86,6 +93,21 @@ class History:
     age: torch.Tensor
     numeric: torch.Tensor
     behavior_embeddings: torch.Tensor
+    embedding_rows: torch.Tensor | None = None
+
+    def embedding_index(self, index: torch.Tensor) -> torch.Tensor:
+        """Rows of ``embeddings`` holding the behaviors ``index`` (rows into N, any shape)."""
+        return embedding_index(self.embedding_rows, index)
+
+
+def embedding_index(embedding_rows: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor:
+    """``index`` (rows into N) -> rows of the looked-up embeddings (:class:`History`'s
+    ``embedding_rows``; None: the same). Out-of-range entries (masked slots) read row 0."""
+    if embedding_rows is None:
+        return index
+    if embedding_rows.numel() == 0:  # no behaviors: every slot is masked
+        return torch.zeros_like(index)
+    return embedding_rows[index.clamp(0, embedding_rows.numel() - 1)]
 
 
 class SequenceEncoder(nn.Module):
@@ -105,6 +127,20 @@ class SequenceEncoder(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Returns ``(interest [B, output_dim], {name: aux_logits [B]})``."""
         return self.forward(query, history), {}
+
+    def history_rows(self, query: Query, history: History) -> torch.Tensor | None:
+        """``[R]`` int64 rows of ``history`` (indices into N; any order, repeats allowed) whose
+        ``embeddings`` and ``behavior_embeddings`` :meth:`forward` reads for these queries;
+        None (the default) means all of them. An encoder that names rows gets, in training,
+        only those looked up: ``history.embedding_rows`` maps behaviors to them, and
+        :meth:`History.embedding_index` must translate every row index before a gather.
+
+        Runs before the embedding lookup, so it may use ids, lengths, offsets, ages and
+        numeric fields only: ``query.embeddings`` and ``history.embeddings`` have width 0
+        there. The contract (tested for every encoder): zeroing the embeddings of every other
+        row changes neither the output nor any gradient. A model then looks up R rows, not N
+        (``LifelongCTRModel.history_rows``)."""
+        return None
 
     def forward_candidates(self, candidates: Query, history: History) -> torch.Tensor:
         """C candidates per user: ``candidates`` fields ``[B, C, ...]`` -> ``[B, C, output_dim]``.
@@ -136,6 +172,8 @@ def take_history_rows(
 ) -> History:
     """A new jagged batch from ``history``'s rows ``rows`` (an index ``[R]`` or a slice, in that
     order), split into samples of ``lengths`` (summing to R)."""
+    if history.embedding_rows is not None:
+        raise ValueError("take_history_rows needs one embedding per behavior (embedding_rows)")
     return History(
         embeddings=history.embeddings[rows],
         lengths=lengths,

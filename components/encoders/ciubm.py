@@ -299,6 +299,20 @@ class CiUBM(SequenceEncoder):
         )  # [N]
         return self._from_similarity(query, history, similarity, history.offsets, None)
 
+    def history_rows(self, query: Query, history: History) -> torch.Tensor | None:
+        """The top-K rows by content similarity (the attention's keys); none at all without
+        the attention (the histogram reads similarities only); None (all) when K is None."""
+        if self.attention is None:
+            return history.offsets.new_zeros(0)
+        if self.config.top_k is None:
+            return None
+        self._check_content()
+        similarity = content_similarity(
+            self.content, query.item_ids, history.item_ids, history.offsets
+        )
+        index, mask = _select_topk(similarity, history.offsets, self.config.top_k)
+        return index[mask]
+
     def forward_candidates(self, candidates: Query, history: History) -> torch.Tensor:
         """``[B, C, output_dim]``: the content similarity of every (candidate, behavior) pair
         comes from item ids alone, so the history's embeddings are never copied per candidate;
@@ -348,7 +362,7 @@ class CiUBM(SequenceEncoder):
             key_index = index
             if history_rows is not None:  # back to rows of the one history
                 key_index = ops.gather_padded(history_rows, index, mask)
-            kept_keys = ops.gather_padded(keys, key_index, mask)
+            kept_keys = ops.gather_padded(keys, history.embedding_index(key_index), mask)
             kept_similarity = ops.gather_padded(similarity, index, mask)
             parts.append(self.attention(query.embeddings, kept_keys, kept_similarity, mask))
         out = torch.cat(parts, dim=-1)

@@ -57,10 +57,20 @@ class DIN(SequenceEncoder):
         self.output_dim = spec.embedding_dim
 
     def forward(self, query: Query, history: History) -> torch.Tensor:
-        keys, mask = jagged.jagged_to_padded(
-            history.embeddings, history.offsets, self.config.max_len
-        )
+        if history.embedding_rows is None:
+            keys, mask = jagged.jagged_to_padded(
+                history.embeddings, history.offsets, self.config.max_len
+            )
+        else:  # only the last max_len rows were looked up
+            index, mask = jagged.padded_rows(history.offsets, self.config.max_len)
+            keys = jagged.gather_padded(history.embeddings, history.embedding_index(index), mask)
         return self.unit(query.embeddings, keys, mask)
+
+    def history_rows(self, query: Query, history: History) -> torch.Tensor | None:
+        """The most recent ``max_len`` rows of each sample; None when no sample is longer."""
+        if not bool((history.lengths > self.config.max_len).any()):
+            return None
+        return jagged.last_rows(history.offsets, self.config.max_len)
 
 
 class DINFull(DIN):
@@ -81,3 +91,7 @@ class DINFull(DIN):
             keep = from_end < max_len
             keys, segment = keys[keep], segment[keep]
         return self.unit.forward_jagged(query.embeddings, keys, segment)
+
+    def history_rows(self, query: Query, history: History) -> torch.Tensor | None:
+        """All rows: the ceiling reads the whole history (up to its 100,000 cap)."""
+        return None

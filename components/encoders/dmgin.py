@@ -25,7 +25,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from components.encoders.base import EncoderSpec, History, Query, SequenceEncoder
+from components.encoders.base import (
+    EncoderSpec,
+    History,
+    Query,
+    SequenceEncoder,
+    embedding_index,
+)
 from components.layers.hstu import HSTULayer
 from components.layers.mlp import MLP
 from components.layers.self_attention import SelfAttentionBlock, masked_mean
@@ -114,6 +120,8 @@ class DMGINUserState:
         target_rows: ``(index [B, K], mask [B, K], features [B, K, H])`` of one known candidate
             per user, gathered together with the group slots (set only inside
             :meth:`DMGIN.forward`).
+        embedding_rows: the history's, when only the rows DMGIN reads were looked up
+            (``embeddings`` then holds those rows; see :class:`History`).
     """
 
     groups: torch.Tensor
@@ -128,6 +136,7 @@ class DMGINUserState:
     group_index: GroupIndex | None = None
     group_tables: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
     target_rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    embedding_rows: torch.Tensor | None = None
 
 
 class DMGIN(SequenceEncoder):
@@ -205,18 +214,21 @@ class DMGIN(SequenceEncoder):
         age: torch.Tensor,
         index: torch.Tensor,
         mask: torch.Tensor,
+        embedding_rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``[*index.shape, H]`` projection of (item/category embedding, behavior embedding,
-        log age) of the behaviors at ``index`` (rows into N; masked slots are 0).
+        log age) of the behaviors at ``index`` (rows into N; masked slots are 0);
+        ``embedding_rows``: :class:`History`'s, when only some rows were looked up.
 
         Gather first, project second: a user costs O(G*M + K) projected rows, not O(L)."""
         age_days = torch.log1p(
             jagged.gather_padded(age.unsqueeze(1), index, mask).clamp_min(0) / SECONDS_PER_DAY
         )
+        rows = embedding_index(embedding_rows, index)
         features = torch.cat(
             [
-                jagged.gather_padded(embeddings, index, mask),
-                jagged.gather_padded(behavior_embeddings, index, mask),
+                jagged.gather_padded(embeddings, rows, mask),
+                jagged.gather_padded(behavior_embeddings, rows, mask),
                 age_days,
             ],
             dim=-1,
@@ -250,6 +262,7 @@ class DMGIN(SequenceEncoder):
                 history.behavior_ids,
                 history.age,
                 history.numeric,
+                embedding_rows=history.embedding_rows,
             )
         prefetched = None
         grouped = group_behaviors(
@@ -279,6 +292,7 @@ class DMGIN(SequenceEncoder):
                     history.age,
                     inner_index,
                     inner_mask,
+                    history.embedding_rows,
                 )
             else:
                 target_index, target_mask = target_rows
@@ -288,6 +302,7 @@ class DMGIN(SequenceEncoder):
                     history.age,
                     torch.cat([inner_index.reshape(-1), target_index.reshape(-1)]),
                     torch.cat([inner_mask.reshape(-1), target_mask.reshape(-1)]),
+                    history.embedding_rows,
                 )
                 slots, target = both.split([inner_index.numel(), target_index.numel()])
                 slots = slots.view(*inner_index.shape, h)
@@ -324,6 +339,7 @@ class DMGIN(SequenceEncoder):
             history.age,
             history.numeric,
             target_rows=prefetched,
+            embedding_rows=history.embedding_rows,
         )
 
     # -- per candidate ------------------------------------------------------------------------
@@ -369,7 +385,12 @@ class DMGIN(SequenceEncoder):
                     state.group_ids, state.offsets, query_groups, self.config.target_group_max_len
                 )
                 kept = self.behavior_features(
-                    state.embeddings, state.behavior_embeddings, state.age, index, mask
+                    state.embeddings,
+                    state.behavior_embeddings,
+                    state.age,
+                    index,
+                    mask,
+                    state.embedding_rows,
                 )
             attended = self.target_attention(candidates.embeddings.reshape(b, -1), kept, mask)
             outputs += [attended, torch.log1p(count).unsqueeze(1)]
@@ -394,7 +415,12 @@ class DMGIN(SequenceEncoder):
         outputs = []
         if self.target_attention is not None:
             kept = self.behavior_features(
-                state.embeddings, state.behavior_embeddings, state.age, rows, mask
+                state.embeddings,
+                state.behavior_embeddings,
+                state.age,
+                rows,
+                mask,
+                state.embedding_rows,
             )
             attended = self.target_attention(candidates.embeddings.reshape(b * c, -1), kept, mask)
             outputs += [attended, torch.log1p(count).unsqueeze(1)]
@@ -462,6 +488,31 @@ class DMGIN(SequenceEncoder):
         newest = torch.full((bc,), float("inf"), device=same.device, dtype=same.dtype)
         newest = newest.scatter_reduce(0, segment, age, reduce="amin")
         return self._statistics_from(per_type.view(bc, nb), sums, newest, count)
+
+    def history_rows(self, query: Query, history: History) -> torch.Tensor | None:
+        """The group slots the intra-group transformer reads (the M most recent behaviors of
+        each of the G kept groups) and the candidate's group rows of the same-group attention;
+        statistics, group ids and times need no embedding. O(G*M + K) rows per sample."""
+        cfg = self.config
+        parts = [history.offsets.new_zeros(0)]
+        if self.intra is not None and self.group_attention is not None:
+            grouped = group_behaviors(
+                history.group_ids,
+                history.offsets,
+                history.behavior_ids,
+                history.age,
+                history.numeric,
+                cfg.max_groups,
+                cfg.max_per_group,
+                self.spec.num_behaviors,
+            )
+            parts.append(grouped.behavior_index[grouped.behavior_mask])
+        if self.target_attention is not None:
+            index, mask = hard_search(
+                history.group_ids, history.offsets, query.group_ids, cfg.target_group_max_len
+            )
+            parts.append(index[mask])
+        return torch.cat(parts)
 
     def forward(self, query: Query, history: History) -> torch.Tensor:
         candidates = Query(

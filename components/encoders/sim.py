@@ -72,11 +72,12 @@ class ExactSearchUnit(nn.Module):
         self, query: Query, history: History, index: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
         # gather the K selected rows first, then build their keys: O(K) per sample, not O(L)
-        parts = [jagged.gather_padded(history.embeddings, index, mask)]
+        rows = history.embedding_index(index)  # the same rows, when all N were looked up
+        parts = [jagged.gather_padded(history.embeddings, rows, mask)]
         if self.time is not None:
             age = jagged.gather_padded(history.age, index, mask)
             parts.append(self.time(age) * mask.unsqueeze(-1).to(age.dtype))
-        parts.append(jagged.gather_padded(history.behavior_embeddings, index, mask))
+        parts.append(jagged.gather_padded(history.behavior_embeddings, rows, mask))
         keys = torch.cat(parts, dim=-1)
         return self.attention(query.embeddings, keys, mask)
 
@@ -104,10 +105,17 @@ class SIMHard(SequenceEncoder):
             return history.category_ids, query.category_ids
         return history.group_ids, query.group_ids
 
-    def forward(self, query: Query, history: History) -> torch.Tensor:
+    def _hard_search(self, query: Query, history: History) -> tuple[torch.Tensor, torch.Tensor]:
         keys, wanted = self._search_keys(query, history)
-        index, mask = hard_search(keys, history.offsets, wanted, self.config.top_k)
-        return self.esu(query, history, index, mask)
+        return hard_search(keys, history.offsets, wanted, self.config.top_k)
+
+    def forward(self, query: Query, history: History) -> torch.Tensor:
+        return self.esu(query, history, *self._hard_search(query, history))
+
+    def history_rows(self, query: Query, history: History) -> torch.Tensor | None:
+        """The K rows the hard search keeps per sample (the ESU reads nothing else)."""
+        index, mask = self._hard_search(query, history)
+        return index[mask]
 
     def forward_candidates(self, candidates: Query, history: History) -> torch.Tensor:
         """``[B, C, output_dim]``: the history is indexed by search key once per user

@@ -32,8 +32,11 @@ __all__ = [
     "gather_padded_reference",
     "jagged_to_padded",
     "jagged_to_padded_reference",
+    "last_rows",
+    "last_rows_reference",
     "lengths_to_offsets",
     "lengths_to_offsets_reference",
+    "padded_rows",
     "repeat_segments",
     "repeat_segments_reference",
     "segment_ids",
@@ -114,6 +117,33 @@ def repeat_segments_reference(
     return torch.tensor(rows, dtype=torch.int64), torch.tensor(lengths, dtype=torch.int64)
 
 
+@torch.fx.wrap
+def last_rows(offsets: torch.Tensor, max_len: int) -> torch.Tensor:
+    """``[R]`` int64 index of each sample's ``max_len`` most recent rows (all rows of shorter
+    samples), ascending: the rows ``jagged_to_padded(..., max_len, keep="last")`` keeps.
+
+    Example:
+        >>> last_rows(torch.tensor([0, 3, 4, 4, 6]), 2).tolist()
+        [1, 2, 3, 4, 5]
+    """
+    if max_len < 0:
+        raise ValueError(f"max_len must be >= 0, got {max_len}")
+    n = int(offsets[-1]) if offsets.numel() else 0
+    segment = segment_ids(offsets, n)
+    rows = torch.arange(n, dtype=torch.int64, device=offsets.device)
+    from_end = offsets[1:][segment] - 1 - rows  # 0 for each sample's newest row
+    return rows[from_end < max_len]
+
+
+def last_rows_reference(offsets: torch.Tensor, max_len: int) -> torch.Tensor:
+    """Loop twin of :func:`last_rows`."""
+    bounds = offsets.tolist()
+    rows: list[int] = []
+    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+        rows.extend(range(max(start, end - max_len), end))
+    return torch.tensor(rows, dtype=torch.int64)
+
+
 def _padded_width(offsets: torch.Tensor, max_len: int) -> int:
     if max_len < 0:
         raise ValueError(f"max_len must be >= 0, got {max_len}")
@@ -178,6 +208,21 @@ def jagged_to_padded(
         return padded.reshape(batch, width, *row_shape), mask
     index, mask = _kept_window(offsets, width, keep)
     return gather_padded(values, index, mask), mask
+
+
+@torch.fx.wrap
+def padded_rows(
+    offsets: torch.Tensor, max_len: int, keep: str = "last"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(index [B, T], mask [B, T])``: the rows :func:`jagged_to_padded` puts in each slot
+    (``values[index]`` where ``mask``), for gathering them from elsewhere.
+
+    Example:
+        >>> index, mask = padded_rows(torch.tensor([0, 3, 4]), 2)
+        >>> index.tolist(), mask.tolist()
+        ([[1, 2], [3, 0]], [[True, True], [True, False]])
+    """
+    return _kept_window(offsets, _padded_width(offsets, max_len), keep)
 
 
 def jagged_to_padded_reference(

@@ -14,6 +14,7 @@ input-dist them ahead of the forward pass.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,8 +34,13 @@ class Batch(Pipelineable):
 
     Attributes:
         users: KJT, keys ``USER_KEYS``, stride B, every length 1.
-        items: KJT, keys ``ITEM_KEYS``, stride B + N, every length 1. Candidate rows carry
-            behavior id 0 ("no behavior").
+        items: KJT, keys ``ITEM_KEYS``, every length 1: what the item-side
+            EmbeddingBagCollection looks up. Stride B + N (candidates, then every history row),
+            or B + R after :func:`restrict_item_lookup` (candidates, then the R history rows
+            ``history_rows`` names). Candidate rows carry behavior id 0 ("no behavior").
+        item_ids: ``[3, B + N]`` int64, the item, category and behavior id of the B candidates
+            and of every history row, always complete: what the model groups and searches the
+            history by.
         history_lengths: ``[B]`` int64, history length of each sample (sums to N).
         history_age: ``[N]`` float32, seconds between each behavior and its sample's ts (> 0).
         history_numeric: ``[N, F]`` float32 numeric fields of each behavior (raw values).
@@ -42,16 +48,21 @@ class Batch(Pipelineable):
         weights: ``[B]`` float32; 1 for real samples, 0 for padding rows that only keep ranks'
             batch counts equal in distributed eval.
         timestamps: ``[B]`` int64 sample ts (seconds).
+        history_rows: None (``items`` holds every history row), or ``[R]`` int64 ascending
+            indices into N of the history rows ``items`` holds; the model reads zeros for the
+            others (:func:`restrict_item_lookup`).
     """
 
     users: KeyedJaggedTensor
     items: KeyedJaggedTensor
+    item_ids: torch.Tensor
     history_lengths: torch.Tensor
     history_age: torch.Tensor
     history_numeric: torch.Tensor
     labels: torch.Tensor
     weights: torch.Tensor
     timestamps: torch.Tensor
+    history_rows: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -66,18 +77,23 @@ class Batch(Pipelineable):
         return Batch(
             users=self.users.to(device=device, non_blocking=non_blocking),
             items=self.items.to(device=device, non_blocking=non_blocking),
+            item_ids=self.item_ids.to(device=device, non_blocking=non_blocking),
             history_lengths=self.history_lengths.to(device=device, non_blocking=non_blocking),
             history_age=self.history_age.to(device=device, non_blocking=non_blocking),
             history_numeric=self.history_numeric.to(device=device, non_blocking=non_blocking),
             labels=self.labels.to(device=device, non_blocking=non_blocking),
             weights=self.weights.to(device=device, non_blocking=non_blocking),
             timestamps=self.timestamps.to(device=device, non_blocking=non_blocking),
+            history_rows=None
+            if self.history_rows is None
+            else self.history_rows.to(device=device, non_blocking=non_blocking),
         )
 
     def record_stream(self, stream: torch.Stream) -> None:
         self.users.record_stream(stream)
         self.items.record_stream(stream)
         for tensor in (
+            self.item_ids,
             self.history_lengths,
             self.history_age,
             self.history_numeric,
@@ -86,17 +102,21 @@ class Batch(Pipelineable):
             self.timestamps,
         ):
             tensor.record_stream(stream)
+        if self.history_rows is not None:
+            self.history_rows.record_stream(stream)
 
     def pin_memory(self) -> Batch:
         return Batch(
             users=self.users.pin_memory(),
             items=self.items.pin_memory(),
+            item_ids=self.item_ids.pin_memory(),
             history_lengths=self.history_lengths.pin_memory(),
             history_age=self.history_age.pin_memory(),
             history_numeric=self.history_numeric.pin_memory(),
             labels=self.labels.pin_memory(),
             weights=self.weights.pin_memory(),
             timestamps=self.timestamps.pin_memory(),
+            history_rows=None if self.history_rows is None else self.history_rows.pin_memory(),
         )
 
 
@@ -144,6 +164,7 @@ def make_batch(
     return Batch(
         users=users,
         items=items,
+        item_ids=values.view(len(ITEM_KEYS), rows),
         history_lengths=history_lengths.to(torch.int64),
         history_age=history_age.to(torch.float32),
         history_numeric=_rows(history_numeric.to(torch.float32), n),
@@ -151,6 +172,35 @@ def make_batch(
         weights=torch.ones(b) if weights is None else weights.to(torch.float32),
         timestamps=timestamps.to(torch.int64),
     )
+
+
+def restrict_item_lookup(batch: Batch, history_rows: torch.Tensor) -> Batch:
+    """``batch`` whose ``items`` KJT holds the B candidate rows and only the history rows
+    ``history_rows`` (``[R]`` int64 indices into N, any order, repeats allowed): the item
+    EmbeddingBagCollection looks up, and its fused optimizer updates, B + R rows instead of
+    B + N. ``Batch.history_rows`` records which (ascending, unique); ``item_ids`` and the rest
+    are unchanged. The model places the R embeddings at their rows and reads zeros elsewhere.
+
+    Example:
+        >>> batch = random_batch([4, 3], users=10, items=50, categories=5, behaviors=3)
+        >>> small = restrict_item_lookup(batch, torch.tensor([6, 3, 6]))
+        >>> small.items.stride(), small.history_rows.tolist()
+        (4, [3, 6])
+    """
+    ids = batch.item_ids  # [3, B + N]
+    b = batch.batch_size
+    n = ids.shape[1] - b
+    rows = torch.unique(history_rows.to(device=ids.device, dtype=torch.int64))  # sorted
+    if rows.numel() and (int(rows[0]) < 0 or int(rows[-1]) >= n):
+        raise ValueError(f"history_rows must index the N = {n} history rows")
+    kept = torch.cat([torch.arange(b, device=ids.device), b + rows])  # [B + R]
+    items = KeyedJaggedTensor(
+        keys=list(ITEM_KEYS),
+        values=ids.index_select(1, kept).reshape(-1),
+        lengths=torch.ones(kept.numel() * len(ITEM_KEYS), dtype=torch.int32, device=ids.device),
+        stride=int(kept.numel()),
+    )
+    return dataclasses.replace(batch, items=items, history_rows=rows)
 
 
 def _rows(numeric: torch.Tensor, n: int) -> torch.Tensor:

@@ -70,7 +70,10 @@ def test_cost_smoke(tmp_path: Path) -> None:
     for row in rows:
         assert "error" not in row, row
         _positive(row, "train_step_ms", "samples_per_s", "inference_ms_per_user", "peak_rss_mib")
-        _positive(row, "encoder_saved_mib", "serving_ms_per_user")
+        _positive(row, "encoder_saved_mib", "serving_ms_per_user", "train_step_full_lookup_ms")
+        assert 0 <= row["history_rows_looked_up"] <= 1  # SIMHard may find no match at small L
+        if row["model"] in ("DINFull", "SIMSoft", "ETA"):  # they read every row
+            assert row["history_rows_looked_up"] == 1
         assert math.isfinite(row["loss"])
         assert row["peak_rss_mib"] >= row["train_peak_rss_mib"] >= row["rss_inputs_mib"]
         # samples/s is rounded to 0.1: allow that on top of 1% (slow steps give small values)
@@ -87,6 +90,7 @@ def test_cost_smoke(tmp_path: Path) -> None:
     markdown = (tmp_path / "cost.md").read_text()
     assert all(f"| {m} |" in markdown for m in settings["models"])
     assert "Whole-model ranking ms per user" in markdown
+    assert "every history row looked up" in markdown
     assert (tmp_path / "cost.png").stat().st_size > 10_000
     assert not list(tmp_path.glob("*.tmp*"))
 

@@ -27,3 +27,15 @@ def select(query: Query, history: History, i: int) -> tuple[Query, History]:
     q = Query(*(getattr(query, f.name)[i : i + 1] for f in dataclasses.fields(Query)))
     h = take_history_rows(history, rows, history.lengths[i : i + 1])
     return q, h
+
+
+# small windows, so that every encoder's selection (top-K, last-K, G groups x M) truncates
+SMALL_WINDOWS: dict[str, dict] = {
+    "DIN": {"max_len": 6},
+    "DINFull": {},
+    "SIMHard": {"top_k": 3},
+    "SIMSoft": {"top_k": 3},
+    "ETA": {"top_k": 3},
+    "CiUBM": {"top_k": 3},
+    "DMGIN": {"max_groups": 3, "max_per_group": 2, "target_group_max_len": 3},
+}

@@ -18,20 +18,10 @@ from components.encoders.registry import ENCODERS, build_encoder
 from components.model import LifelongCTRModel, ModelConfig, Vocab
 from pipelines.data.batch import Batch, make_batch, random_batch
 
+from .inputs import SMALL_WINDOWS
+
 SPEC = EncoderSpec(embedding_dim=8, behavior_dim=4, num_behaviors=3, num_numeric=2, num_groups=6)
 VOCAB = Vocab(users=20, items=60, categories=6, behaviors=3, num_numeric=2)
-
-
-# small windows, so that every encoder's selection (top-K, last-K, G groups x M) truncates
-SMALL_WINDOWS: dict[str, dict] = {
-    "DIN": {"max_len": 6},
-    "DINFull": {},
-    "SIMHard": {"top_k": 3},
-    "SIMSoft": {"top_k": 3},
-    "ETA": {"top_k": 3},
-    "CiUBM": {"top_k": 3},
-    "DMGIN": {"max_groups": 3, "max_per_group": 2, "target_group_max_len": 3},
-}
 
 
 def _encoder(name: str) -> torch.nn.Module:
@@ -87,7 +77,7 @@ def test_repeat_history_pairs_each_copy_with_its_user() -> None:
 
 def _with_candidate(batch: Batch, items: torch.Tensor, categories: torch.Tensor) -> Batch:
     b = batch.batch_size
-    ids = batch.items.values().view(3, -1)
+    ids = batch.item_ids
     return make_batch(
         user=batch.user_ids,
         item=items,

@@ -13,6 +13,8 @@ from components.ops.jagged import (
     gather_padded_reference,
     jagged_to_padded,
     jagged_to_padded_reference,
+    last_rows,
+    last_rows_reference,
     lengths_to_offsets,
     lengths_to_offsets_reference,
     repeat_segments,
@@ -208,3 +210,22 @@ def test_repeat_segments_matches_reference(lengths: list[int], times: int) -> No
 def test_repeat_segments_rejects_zero_times() -> None:
     with pytest.raises(ValueError, match="times must be >= 1"):
         repeat_segments(torch.tensor([0, 2]), 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lengths=LENGTHS, max_len=st.integers(0, 10), seed=st.integers(0, 99))
+def test_last_rows_are_the_rows_jagged_to_padded_keeps(
+    lengths: list[int], max_len: int, seed: int
+) -> None:
+    offsets = lengths_to_offsets(torch.tensor(lengths))
+    rows = last_rows(offsets, max_len)
+    assert torch.equal(rows, last_rows_reference(offsets, max_len))
+    values = _values(sum(lengths), (), torch.float32, seed)
+    if max_len:  # the padded block holds exactly the values at those rows
+        padded, mask = jagged_to_padded(values, offsets, max_len)
+        assert torch.equal(padded[mask], values[rows])
+
+
+def test_last_rows_rejects_negative_max_len() -> None:
+    with pytest.raises(ValueError, match="max_len must be >= 0"):
+        last_rows(torch.tensor([0, 2]), -1)

@@ -136,3 +136,28 @@ def test_two_rank_checkpoint_resumes_on_one_rank(tiny_dataset: Path, tmp_path: P
     assert resumed["world_size"] == 1
     assert resumed["steps"] > 0
     assert resumed["test"]["auc"] > 0.6
+
+
+def test_lookup_plan_trains_the_same_model_on_two_ranks(tiny_dataset: Path, tmp_path: Path) -> None:
+    """DMGIN reads a few rows of each 40-row history; looking up only those (the default)
+    must train the model the full lookup trains, through the sharded tables on 2 ranks."""
+    model = {
+        "encoder": "DMGIN",
+        "group_key": "category",
+        "encoder_config": {"max_groups": 4, "max_per_group": 3, "target_group_max_len": 5},
+    }
+    metrics = {}
+    for plan in (True, False):
+        config = write_config(
+            tmp_path / f"plan_{plan}.yaml",
+            tiny_dataset,
+            tmp_path / f"plan_{plan}",
+            model=model,
+            train={"lookup_plan": plan, "epochs": 1},
+        )
+        metrics[plan] = _run(config, 2)
+    for split in ("valid", "test"):
+        a, b = metrics[True][split], metrics[False][split]
+        assert a["count"] == b["count"]
+        assert abs(a["auc"] - b["auc"]) < 1e-4, (a, b)
+        assert abs(a["logloss"] - b["logloss"]) < 1e-4, (a, b)

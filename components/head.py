@@ -1,0 +1,282 @@
+"""The dense side of the CTR model: everything after the two embedding lookups.
+
+:class:`SequenceHead` turns the looked-up candidate and history rows into the encoder's
+``Query`` / ``History``, runs the sequence encoder and the over-arch MLP. Shapes: B samples,
+N = sum of history lengths, R history rows looked up (N without a lookup plan), E =
+``embedding_dim`` per id table, D = 2E, D_b = ``behavior_dim``, F numeric fields.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchrec import KeyedTensor
+
+from components.encoders.base import EncoderSpec, History, Query, SequenceEncoder
+from components.encoders.registry import build_encoder
+from components.layers.mlp import MLP
+from components.model_config import ModelConfig, ModelOutput, Vocab
+from components.ops.jagged import lengths_to_offsets
+
+
+class SequenceHead(nn.Module):
+    """Everything after the embedding lookups: builds Query/History, runs the encoder, scores.
+
+    forward(user_kt, item_kt, item_ids [3 * (B + N)], history_lengths [B], history_age [N],
+    history_numeric [N, F], history_rows [R] | None) -> ModelOutput
+
+    ``history_rows(...)`` names, from ids alone, the history rows the encoder will read, so
+    that a caller can look up only those (``pipelines.lookup_plan``).
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        vocab: Vocab,
+        item_to_group: torch.Tensor | None = None,
+        content_embeddings: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        if config.group_key == "cluster":
+            if item_to_group is None:
+                raise ValueError("group_key 'cluster' needs an item_to_group table")
+            num_groups = int(item_to_group.max()) + 1
+        else:
+            num_groups = vocab.categories if config.group_key == "category" else vocab.items
+        self.register_buffer(
+            "item_to_group",
+            item_to_group.to(torch.int64)
+            if item_to_group is not None
+            else torch.zeros(0, dtype=torch.int64),
+        )
+        d = 2 * config.embedding_dim
+        self.spec = EncoderSpec(
+            embedding_dim=d,
+            behavior_dim=config.behavior_dim,
+            num_behaviors=vocab.behaviors,
+            num_numeric=vocab.num_numeric,
+            num_groups=num_groups,
+        )
+        self.encoder: SequenceEncoder = build_encoder(
+            config.encoder, self.spec, config.encoder_config or None
+        )
+        takes_content = hasattr(self.encoder, "load_content")
+        if content_embeddings is not None:
+            if not takes_content:
+                raise ValueError(f"encoder {config.encoder} does not read content embeddings")
+            if content_embeddings.shape[0] != vocab.items:
+                raise ValueError(
+                    f"content_embeddings has {content_embeddings.shape[0]} rows, "
+                    f"expected one per item index ({vocab.items})"
+                )
+            self.encoder.load_content(content_embeddings)  # frozen buffer, no gradient
+        over_in = self.encoder.output_dim + d
+        if config.use_user_embedding:
+            over_in += config.embedding_dim
+        if config.numeric_summary:
+            over_in += vocab.num_numeric + 1  # + log1p(history length)
+        self.over_arch = MLP(over_in, [*config.over_arch, 1])
+
+    def groups_of(self, items: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
+        if self.config.group_key == "category":
+            return categories
+        if self.config.group_key == "item":
+            return items
+        return self.item_to_group[items.clamp(max=self.item_to_group.shape[0] - 1)]
+
+    def forward(
+        self,
+        user_kt: KeyedTensor,
+        item_kt: KeyedTensor,
+        item_ids: torch.Tensor,
+        history_lengths: torch.Tensor,
+        history_age: torch.Tensor,
+        history_numeric: torch.Tensor,
+        history_rows: torch.Tensor | None = None,
+    ) -> ModelOutput:
+        """``item_kt``: B candidate rows, then every history row, or only the rows
+        ``history_rows`` names (``[R]`` ascending indices into N; the others read as zeros)."""
+        b = history_lengths.shape[0]
+        n = item_ids.numel() // 3 - b
+        query, history = self._query_and_history(
+            *_embeddings(item_kt, b, history_rows, n),
+            item_ids,
+            history_lengths,
+            history_age,
+            history_numeric,
+        )
+        interest, aux = self.encoder.forward_with_aux(query, history)
+        user = user_kt["user_id"] if self.config.use_user_embedding else None
+        logits = self._logits(interest, query.embeddings, user, history, 1)
+        return ModelOutput(logits=logits, aux_logits=aux)
+
+    def rank(
+        self,
+        user_kt: KeyedTensor,
+        item_kt: KeyedTensor,
+        item_ids: torch.Tensor,
+        history_lengths: torch.Tensor,
+        history_age: torch.Tensor,
+        history_numeric: torch.Tensor,
+        num_candidates: int,
+    ) -> torch.Tensor:
+        """Logits ``[B, C]`` of C candidates per user; the item side holds the ``B * C``
+        candidate rows (user-major) first, then the N history rows. The encoder scores them
+        through :meth:`SequenceEncoder.forward_candidates` (DMGIN: one user state for all C)."""
+        b, c = history_lengths.shape[0], num_candidates
+        flat, history = self._query_and_history(
+            *_embeddings(item_kt, b * c, None, item_ids.numel() // 3 - b * c),
+            item_ids,
+            history_lengths,
+            history_age,
+            history_numeric,
+        )
+        grid = Query(
+            embeddings=flat.embeddings.view(b, c, -1),
+            item_ids=flat.item_ids.view(b, c),
+            category_ids=flat.category_ids.view(b, c),
+            group_ids=flat.group_ids.view(b, c),
+        )
+        interest = self.encoder.forward_candidates(grid, history).reshape(b * c, -1)
+        user = user_kt["user_id"] if self.config.use_user_embedding else None
+        return self._logits(interest, flat.embeddings, user, history, c).view(b, c)
+
+    def history_rows(
+        self,
+        item_ids: torch.Tensor,
+        history_lengths: torch.Tensor,
+        history_age: torch.Tensor,
+        history_numeric: torch.Tensor,
+    ) -> torch.Tensor | None:
+        """``[R]`` history rows (indices into N) whose embeddings :meth:`forward` reads, from
+        ids alone (the encoder's :meth:`SequenceEncoder.history_rows`); None: all of them."""
+        b = history_lengths.shape[0]
+        n = item_ids.numel() // 3 - b
+        device = item_ids.device
+        no_embedding = torch.zeros(n, 0, device=device)  # width 0: nothing is looked up yet
+        query, history = self._query_and_history(
+            torch.zeros(b, 0, device=device),
+            no_embedding,
+            no_embedding,
+            None,
+            item_ids,
+            history_lengths,
+            history_age,
+            history_numeric,
+        )
+        return self.encoder.history_rows(query, history)
+
+    def _query_and_history(
+        self,
+        query_emb: torch.Tensor,
+        history_emb: torch.Tensor,
+        history_behavior_emb: torch.Tensor,
+        embedding_rows: torch.Tensor | None,
+        item_ids: torch.Tensor,
+        history_lengths: torch.Tensor,
+        history_age: torch.Tensor,
+        history_numeric: torch.Tensor,
+    ) -> tuple[Query, History]:
+        """Embeddings of the K candidates ``[K, D]`` and of the history (all N rows, or the rows
+        looked up and ``embedding_rows``: :func:`_embeddings`); ``item_ids`` ``[3 * (K + N)]``
+        key-major, candidates first."""
+        k = query_emb.shape[0]
+        ids = item_ids.view(3, -1)  # item, category, behavior ids per row
+        items, categories, behaviors = ids[0], ids[1], ids[2]
+        query = Query(
+            embeddings=query_emb,
+            item_ids=items[:k],
+            category_ids=categories[:k],
+            group_ids=self.groups_of(items[:k], categories[:k]),
+        )
+        history = History(
+            embeddings=history_emb,
+            lengths=history_lengths,
+            offsets=lengths_to_offsets(history_lengths),
+            item_ids=items[k:],
+            category_ids=categories[k:],
+            group_ids=self.groups_of(items[k:], categories[k:]),
+            behavior_ids=behaviors[k:],
+            age=history_age,
+            numeric=history_numeric,
+            behavior_embeddings=history_behavior_emb,
+            embedding_rows=embedding_rows,
+        )
+        return query, history
+
+    def _logits(
+        self,
+        interest: torch.Tensor,
+        candidate_emb: torch.Tensor,
+        user_emb: torch.Tensor | None,
+        history: History,
+        per_user: int,
+    ) -> torch.Tensor:
+        """Over-arch on ``[interest, candidate, user, history summary]`` for ``B * per_user``
+        candidate rows (user-major); the user-side parts are repeated ``per_user`` times."""
+        parts = [interest, candidate_emb]
+        if user_emb is not None:
+            parts.append(user_emb)
+        if self.config.numeric_summary:
+            parts.append(_numeric_summary(history))
+        if per_user > 1:
+            parts[2:] = [part.repeat_interleave(per_user, dim=0) for part in parts[2:]]
+        return self.over_arch(torch.cat(parts, dim=1)).squeeze(1)
+
+
+ITEM_SIDE_KEYS = ["item_id", "category_id", "behavior_id"]
+
+
+def split_item_side(item_kt: KeyedTensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``([R, 2E] item and category embeddings side by side, [R, D_b] behavior embeddings)``.
+
+    One column split of the KeyedTensor's values: its backward writes the gradient of the whole
+    ``[R, 2E + D_b]`` once, where splitting per key and concatenating item with category again
+    would copy it twice more. Needs the keys in ``sparse_arch``'s order (DMP keeps it).
+    """
+    if item_kt.keys() != ITEM_SIDE_KEYS:
+        raise ValueError(f"item KeyedTensor keys {item_kt.keys()}, expected {ITEM_SIDE_KEYS}")
+    item_dim, category_dim, behavior_dim = item_kt.length_per_key()
+    item_side, behavior = item_kt.values().split([item_dim + category_dim, behavior_dim], dim=1)
+    return item_side, behavior
+
+
+def _embeddings(
+    item_kt: KeyedTensor, k: int, history_rows: torch.Tensor | None, n: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(candidates [K, D], history, history behavior, embedding_rows)`` from the item side's
+    lookup of K candidate rows, then all N history rows (``[N, D]``, ``[N, D_b]``, None), or
+    only the R rows ``history_rows`` names: then ``[R + 1, D]``, ``[R + 1, D_b]`` (row R is
+    zeros) and ``embedding_rows [N]``, the row of each behavior (R where not looked up). No
+    ``[N, D]`` tensor is built then, forward or backward."""
+    item_side, behavior_emb = split_item_side(item_kt)
+    rows = [k, item_side.shape[0] - k]  # candidates, then the history rows looked up
+    # row splits, not slices: a slice's backward zero-fills the whole [K + N, D] once per slice
+    query_emb, history_emb = item_side.split(rows)
+    history_behavior_emb = behavior_emb.split(rows)[1]
+    if history_rows is None:
+        return query_emb, history_emb, history_behavior_emb, None
+    r = history_rows.numel()
+    embedding_rows = torch.full((n,), r, dtype=torch.int64, device=history_rows.device)
+    embedding_rows[history_rows] = torch.arange(r, device=history_rows.device)
+    return (
+        query_emb,
+        F.pad(history_emb, (0, 0, 0, 1)),  # + the zero row
+        F.pad(history_behavior_emb, (0, 0, 0, 1)),
+        embedding_rows,
+    )
+
+
+def _numeric_summary(history: History) -> torch.Tensor:
+    """``[B, F + 1]``: mean of each numeric field over the history, and log1p(length)."""
+    b = history.lengths.shape[0]
+    segment = torch.repeat_interleave(
+        torch.arange(b, device=history.lengths.device), history.lengths
+    )
+    sums = torch.zeros(b, history.numeric.shape[1], device=history.numeric.device)
+    sums.index_add_(0, segment, history.numeric)
+    lengths = history.lengths.to(sums.dtype).unsqueeze(1)
+    means = sums / lengths.clamp_min(1.0)
+    return torch.cat([means, torch.log1p(lengths)], dim=1)
