@@ -9,7 +9,8 @@ candidates, rows ``[B, B + N)`` are the histories of samples 0..B-1 concatenated
 -> newest. One EmbeddingBagCollection lookup therefore embeds candidates and behaviors with
 the same tables, and on CPU it is ~4x faster than an EmbeddingCollection (DESIGN.md section 7).
 Because ``items`` and ``users`` are attributes of the batch, TorchRec's train pipeline can
-input-dist them ahead of the forward pass.
+input-dist them ahead of the forward pass. :func:`restrict_item_lookup` (the lookup plan) keeps
+only the history rows the model reads in ``items``; ``item_ids`` always holds every id.
 """
 
 from __future__ import annotations
@@ -179,7 +180,8 @@ def restrict_item_lookup(batch: Batch, history_rows: torch.Tensor) -> Batch:
     ``history_rows`` (``[R]`` int64 indices into N, any order, repeats allowed): the item
     EmbeddingBagCollection looks up, and its fused optimizer updates, B + R rows instead of
     B + N. ``Batch.history_rows`` records which (ascending, unique); ``item_ids`` and the rest
-    are unchanged. The model places the R embeddings at their rows and reads zeros elsewhere.
+    are unchanged. The model hands the encoder the R embeddings with the row of each behavior
+    among them (``History.embedding_rows``).
 
     Example:
         >>> batch = random_batch([4, 3], users=10, items=50, categories=5, behaviors=3)
