@@ -135,7 +135,8 @@ class LifelongCTRModel(nn.Module):
         reads embeddings of, found from ids alone before any lookup; None when it reads all
         (DINFull, SIMSoft, ETA). ``pipelines.data.batch.restrict_item_lookup`` then makes the
         item EBC look up only those: the model's output and every gradient stay the same, and
-        a lifelong history costs O(R) embedding rows instead of O(N).
+        a lifelong history costs O(R) embedding rows instead of O(N). Computed where the head
+        lives (its group and content tables), returned on ``batch``'s device.
 
         Example:
             >>> from pipelines.data.batch import random_batch, restrict_item_lookup
@@ -149,9 +150,19 @@ class LifelongCTRModel(nn.Module):
             >>> torch.allclose(model(small).logits, model(batch).logits)
             True
         """
-        return self.head.history_rows(
-            batch.item_ids, batch.history_lengths, batch.history_age, batch.history_numeric
+        device = next(self.head.parameters()).device
+        rows = self.head.history_rows(
+            *(
+                tensor.to(device)
+                for tensor in (
+                    batch.item_ids,
+                    batch.history_lengths,
+                    batch.history_age,
+                    batch.history_numeric,
+                )
+            )
         )
+        return None if rows is None else rows.to(batch.item_ids.device)
 
     def rank_candidates(
         self, batch: Any, candidate_items: torch.Tensor, candidate_categories: torch.Tensor
