@@ -97,7 +97,8 @@ class SequenceHead(nn.Module):
         history_rows: torch.Tensor | None = None,
     ) -> ModelOutput:
         """``item_kt``: B candidate rows, then every history row, or only the rows
-        ``history_rows`` names (``[R]`` ascending indices into N; the others read as zeros)."""
+        ``history_rows`` names (``[R]`` ascending indices into N; the encoder then gets those R
+        embeddings and ``History.embedding_rows``)."""
         b = history_lengths.shape[0]
         n = item_ids.numel() // 3 - b
         query, history = self._query_and_history(

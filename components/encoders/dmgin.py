@@ -38,7 +38,12 @@ from components.layers.self_attention import SelfAttentionBlock, masked_mean
 from components.layers.target_attention import MultiHeadTargetAttention
 from components.ops import jagged
 from components.ops.group_index import GroupIndex, build_group_index, lookup_group
-from components.ops.grouping import SECONDS_PER_DAY, group_behaviors, group_stats_dim
+from components.ops.grouping import (
+    SECONDS_PER_DAY,
+    GroupedBehaviors,
+    group_behaviors,
+    group_stats_dim,
+)
 from components.ops.retrieval import hard_search
 
 
@@ -235,6 +240,20 @@ class DMGIN(SequenceEncoder):
         )
         return self.behavior_proj(features) * mask.unsqueeze(-1).to(features.dtype)
 
+    def _group(self, history: History) -> GroupedBehaviors:
+        """The history bucketed into at most G groups of at most M behaviors (ids only)."""
+        cfg = self.config
+        return group_behaviors(
+            history.group_ids,
+            history.offsets,
+            history.behavior_ids,
+            history.age,
+            history.numeric,
+            cfg.max_groups,
+            cfg.max_per_group,
+            self.spec.num_behaviors,
+        )
+
     def encode_user(self, history: History) -> DMGINUserState:
         """The candidate-independent state of each user (groups after the HSTU layers)."""
         return self._encode_user(history, None)
@@ -265,16 +284,7 @@ class DMGIN(SequenceEncoder):
                 embedding_rows=history.embedding_rows,
             )
         prefetched = None
-        grouped = group_behaviors(
-            history.group_ids,
-            history.offsets,
-            history.behavior_ids,
-            history.age,
-            history.numeric,
-            cfg.max_groups,
-            cfg.max_per_group,
-            self.spec.num_behaviors,
-        )
+        grouped = self._group(history)
         g = grouped.group_mask.shape[1]
         parts = []
         if self.intra is not None:
@@ -496,16 +506,7 @@ class DMGIN(SequenceEncoder):
         cfg = self.config
         parts = [history.offsets.new_zeros(0)]
         if self.intra is not None and self.group_attention is not None:
-            grouped = group_behaviors(
-                history.group_ids,
-                history.offsets,
-                history.behavior_ids,
-                history.age,
-                history.numeric,
-                cfg.max_groups,
-                cfg.max_per_group,
-                self.spec.num_behaviors,
-            )
+            grouped = self._group(history)
             parts.append(grouped.behavior_index[grouped.behavior_mask])
         if self.target_attention is not None:
             index, mask = hard_search(
