@@ -502,8 +502,14 @@ class DMGIN(SequenceEncoder):
     def history_rows(self, query: Query, history: History) -> torch.Tensor | None:
         """The group slots the intra-group transformer reads (the M most recent behaviors of
         each of the G kept groups) and the candidate's group rows of the same-group attention;
-        statistics, group ids and times need no embedding. O(G*M + K) rows per sample."""
+        statistics, group ids and times need no embedding. O(G*M + K) rows per sample.
+
+        None (look up all) when those could be more than half of the N rows: finding the slots
+        costs one more grouping sort, which short histories do not repay."""
         cfg = self.config
+        b, n = history.lengths.shape[0], history.group_ids.shape[0]
+        if 2 * b * (cfg.max_groups * cfg.max_per_group + cfg.target_group_max_len) > n:
+            return None
         parts = [history.offsets.new_zeros(0)]
         if self.intra is not None and self.group_attention is not None:
             grouped = self._group(history)

@@ -144,7 +144,8 @@ def test_lookup_plan_trains_the_same_model_on_two_ranks(tiny_dataset: Path, tmp_
     model = {
         "encoder": "DMGIN",
         "group_key": "category",
-        "encoder_config": {"max_groups": 4, "max_per_group": 3, "target_group_max_len": 5},
+        # 3 x 2 slots + 3 target rows of histories of up to 40: the plan keeps under half
+        "encoder_config": {"max_groups": 3, "max_per_group": 2, "target_group_max_len": 3},
     }
     metrics = {}
     for plan in (True, False):
