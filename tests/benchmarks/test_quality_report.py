@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.quality_report import quality_targets, render_quality_markdown
+from benchmarks.quality_report import quality_targets, render_quality_markdown, summarize
 
 
 def _record(name: str, lr: float, seed: int, valid: float, test: float) -> dict[str, Any]:
@@ -65,3 +65,24 @@ def test_a_margin_below_the_target_is_reported_missed() -> None:
         t["minus_DINFull"]["mean"] == pytest.approx(-0.001) and t["minus_DINFull"]["met"] is False
     )
     assert t["below_floor"] == []
+
+
+def test_rates_are_compared_on_the_seeds_both_have() -> None:
+    # lr 0.002: seeds 0, 1, 2 (mean valid 0.7867, seed 0 0.80); lr 0.004: seed 0 only (0.79).
+    # Over all seeds 0.004 looks better; on the common seed 0, 0.002 is.
+    valid = {0: 0.80, 1: 0.78, 2: 0.78}
+    results = _results(
+        {
+            "DMGIN": [_record("DMGIN", 0.002, s, v, 0.81) for s, v in valid.items()]
+            + [_record("DMGIN", 0.004, 0, 0.79, 0.81)],
+            "SIMSoft": [
+                _record("SIMSoft", 0.002, 5, 0.70, 0.8),
+                _record("SIMSoft", 0.004, 6, 0.71, 0.8),
+            ],
+        }
+    )
+    rows = {r["model"]: r for r in summarize(results)}
+    assert rows["DMGIN"]["lr"] == 0.002 and rows["DMGIN"]["lr_choice_seeds"] == [0]
+    assert rows["DMGIN"]["seeds"] == [0, 1, 2]
+    # no seed in common: all seeds count
+    assert rows["SIMSoft"]["lr"] == 0.004 and rows["SIMSoft"]["lr_choice_seeds"] is None
