@@ -87,8 +87,7 @@ class DINFull(DIN):
         keys = history.embeddings
         max_len = self.config.max_len
         if n and bool((history.lengths > max_len).any()):  # keep the most recent max_len
-            from_end = history.offsets[1:][segment] - 1 - torch.arange(n, device=keys.device)
-            keep = from_end < max_len
+            keep = jagged.last_rows(history.offsets, max_len)
             keys, segment = keys[keep], segment[keep]
         return self.unit.forward_jagged(query.embeddings, keys, segment)
 
