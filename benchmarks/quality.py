@@ -20,12 +20,15 @@ where it stopped and a changed recipe re-runs only what it changes. A failed run
 with its log tail and the benchmark goes on; the exit code is 1 when any run failed.
 
 The learning rate is chosen per model by mean valid AUC over seeds (:mod:`quality_report`);
-``quality_<dataset>.md`` and ``.png`` are rewritten from the JSON at the end.
+``quality_<dataset>.md`` and ``.png`` are rewritten from the JSON at the end. With
+``--lr-search-seeds`` the grid runs on those seeds first; the other ``--seeds`` then run only at
+each model's rate chosen from what is recorded (:func:`quality_plan.runs_at_chosen_rates`).
 
 Usage::
 
     python -m benchmarks.quality --dataset ml-1m-u2999 [--models all|DIN,DMGIN,...]
-        [--seeds 0,1,2] [--lrs 0.002,0.004] [--epochs 2] [--data-dir data] [--k 64]
+        [--seeds 0,1,2] [--lr-search-seeds 0] [--lrs 0.002,0.004] [--epochs 2]
+        [--data-dir data] [--k 64]
     python -m benchmarks.quality --smoke --results-dir /tmp/out   # tiny synthetic run, < 1 min
 """
 
@@ -35,7 +38,6 @@ import argparse
 import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,26 +58,29 @@ from benchmarks.common import (
 )
 from benchmarks.quality_data import (
     DATASETS,
-    DatasetSpec,
     dataset_facts,
     ensure_content,
     ensure_groups,
     ensure_prepared,
     floor_metrics,
 )
+from benchmarks.quality_plan import (
+    LR_KEY,
+    PlannedRun,
+    display_path,
+    merge_settings,
+    plan_runs,
+    runs_at_chosen_rates,
+    shared_settings,
+)
 from benchmarks.quality_report import plot_quality, render_quality_markdown, summarize
 from benchmarks.variants import (
     VARIANTS,
-    Variant,
-    config_hash,
-    config_overrides,
     parse_models,
-    recipe_path,
 )
 
 __all__ = ["main", "render_quality_markdown", "summarize"]
 
-LR_KEY = "optim.dense_lr"
 #: same for every run: no mid-epoch checkpoints (the epoch-end one is kept), test scored
 #: ``train.lookup_plan=false``: the protocol's first runs looked up every history row; the plan
 #: changes step time, not the model, so every run keeps the full lookup for comparable times
@@ -95,140 +100,6 @@ SMOKE_OVERRIDES = (
     "train.max_steps=4",
 )
 SMOKE_LR = 0.002  # the recipes' dense_lr
-#: settings compared across the planned configs ("identical for every model" in the report)
-SHARED_KEYS = (
-    ("model", "embedding_dim"),
-    ("model", "behavior_dim"),
-    ("model", "over_arch"),
-    ("model", "use_user_embedding"),
-    ("model", "numeric_summary"),
-    ("loader", "batch_size"),
-    ("loader", "max_len"),
-    ("optim", "sparse"),
-    ("optim", "sparse_lr"),
-    ("optim", "dense"),
-    ("optim", "weight_decay"),
-    ("train", "epochs"),
-    ("train", "eval_batch_size"),
-    ("model", "encoder_config"),
-    ("model", "group_key"),
-)
-
-
-@dataclass
-class PlannedRun:
-    """One training run: the variant at one learning rate and seed."""
-
-    variant: Variant
-    lr: float
-    seed: int
-    config: Path
-    overrides: list[str]
-    hash: str
-    output_dir: Path
-    resolved: dict[str, Any]
-
-    @property
-    def key(self) -> str:
-        return f"lr{self.lr:g}_s{self.seed}"
-
-
-def _display_path(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
-
-
-def plan_runs(
-    spec: DatasetSpec,
-    root: Path,
-    models: list[str],
-    lrs: list[float],
-    seeds: list[int],
-    extra: list[str],
-    runs_dir: Path,
-    groups: Path | None,
-    content: Path | None,
-) -> list[PlannedRun]:
-    """Every (variant, lr, seed), its config loaded and validated before anything trains."""
-    from pipelines.config import load_config, to_dict
-
-    tokens = {str(root): f"<{spec.name}>"}
-    plan = []
-    for name in models:
-        variant = VARIANTS[name]
-        config = recipe_path(spec.recipe_prefix, variant)
-        for lr in lrs:
-            for seed in seeds:
-                out = runs_dir / spec.name / name / f"lr{lr:g}_s{seed}"
-                overrides = [
-                    *config_overrides(variant, root, groups, content),
-                    *extra,
-                    f"{LR_KEY}={lr}",
-                    f"train.seed={seed}",
-                    f"loader.seed={seed}",
-                    f"train.output_dir={out}",
-                ]
-                loaded = load_config(config, overrides)
-                digest = config_hash(loaded, tokens)
-                run = PlannedRun(variant, lr, seed, config, overrides, digest, out, to_dict(loaded))
-                plan.append(run)
-    return plan
-
-
-def shared_settings(plan: list[PlannedRun]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
-    """``(identical for every planned run, differing -> distinct values)`` over SHARED_KEYS."""
-    shared: dict[str, Any] = {}
-    differs: dict[str, list[Any]] = {}
-    for section, key in SHARED_KEYS:
-        values: list[Any] = []
-        for run in plan:
-            value = run.resolved[section][key]
-            if value not in values:
-                values.append(value)
-        if len(values) == 1:
-            shared[f"{section}.{key}"] = values[0]
-        elif values:
-            differs[f"{section}.{key}"] = values
-    return shared, differs
-
-
-def _ordered_union(first: list[Any], second: list[Any]) -> list[Any]:
-    return first + [v for v in second if v not in first]
-
-
-def merge_settings(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """The settings of a results file after one more invocation: ``new``, widened by ``old``.
-
-    A results file accumulates runs over invocations (e.g. seed 0 of every model first, more
-    seeds of some models later), so what it records is the union: models (benchmark order),
-    seeds and learning rates, and for each compared key every value any invocation planned
-    (a key one invocation planned with another value moves from ``shared`` to ``differs``).
-    """
-    if old.get("mode") != new.get("mode"):
-        old = {}  # a smoke file is never merged with a full one (nor a new file with anything)
-    merged = dict(new)
-    models = _ordered_union(list(old.get("models", [])), list(new.get("models", [])))
-    known = [m for m in VARIANTS if m in models]
-    merged["models"] = known + [m for m in models if m not in known]
-    merged["seeds"] = sorted(set(old.get("seeds", [])) | set(new.get("seeds", [])))
-    merged["lrs"] = sorted(set(old.get("lrs", [])) | set(new.get("lrs", [])))
-    values: dict[str, list[Any]] = {}
-    for settings in (old, new):
-        for key, value in (settings.get("shared") or {}).items():
-            values[key] = _ordered_union(values.get(key, []), [value])
-        for key, seen in (settings.get("differs") or {}).items():
-            values[key] = _ordered_union(values.get(key, []), list(seen))
-    merged["shared"] = {k: v[0] for k, v in values.items() if len(v) == 1}
-    merged["differs"] = {k: v for k, v in values.items() if len(v) > 1}
-    epochs = {e for s in (old, new) for e in _as_list(s.get("epochs")) if e is not None}
-    merged["epochs"] = sorted(epochs)[0] if len(epochs) == 1 else sorted(epochs)
-    return merged
-
-
-def _as_list(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list) else [value]
 
 
 def _metrics(block: dict[str, Any] | None) -> dict[str, float | None]:
@@ -246,10 +117,10 @@ def train_one(run: PlannedRun, timeout: float | None) -> dict[str, Any]:
         "lr": run.lr,
         "seed": run.seed,
         "hash": run.hash,
-        "config": _display_path(run.config),
+        "config": display_path(run.config),
         "overrides": [o for o in run.overrides if not o.startswith("train.output_dir=")],
-        "output_dir": _display_path(run.output_dir),
-        "log": _display_path(log),
+        "output_dir": display_path(run.output_dir),
+        "log": display_path(log),
         "commit": git_state()["commit"],
         "started": utc_now(),
     }
@@ -299,6 +170,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--models", default=None, help="'all' or comma-separated variant names")
     parser.add_argument("--seeds", default=None, help="comma-separated (default 0,1,2)")
     parser.add_argument("--lrs", default=None, help=f"{LR_KEY} grid (default 0.002,0.004)")
+    parser.add_argument(
+        "--lr-search-seeds",
+        default=None,
+        help="seeds that run the whole lr grid; the other --seeds then run only at each model's "
+        "chosen rate (default: every seed runs the whole grid)",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="train.epochs (default 2)")
     parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / "data")
     parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs" / "bench" / "quality")
@@ -336,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     models = parse_models(args.models)  # exits with the known names on a typo
     seeds = _parse_list(args.seeds, int)
+    search_seeds = seeds if args.lr_search_seeds is None else _parse_list(args.lr_search_seeds, int)
+    if not set(search_seeds) <= set(seeds):
+        raise SystemExit(f"--lr-search-seeds {search_seeds} must be among --seeds {seeds}")
     lrs = _parse_list(args.lrs, float)
     spec = DATASETS[args.dataset]
     data_dir = args.data_dir.resolve()
@@ -364,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         "models": models,
         "seeds": seeds,
         "lrs": lrs,
+        "lr_search_seeds": search_seeds,
         "lr_key": LR_KEY,
         "epochs": args.epochs,
         "k": args.k,
@@ -382,26 +263,41 @@ def main(argv: list[str] | None = None) -> int:
         data.setdefault("runs", {})
 
     results = update_json(results_path, start)
-    done = results["runs"]
     counts = {"trained": 0, "skipped": 0, "failed": 0}
-    bar = tqdm(plan, desc=f"quality {spec.name}", unit="run", dynamic_ncols=True)
-    for run in bar:
-        bar.set_postfix_str(f"{run.variant.name} {run.key}")
-        previous = done.get(run.variant.name, {}).get(run.key)
-        if previous and previous.get("status") == "ok" and previous.get("hash") == run.hash:
-            counts["skipped"] += 1
-            continue
-        record = train_one(run, args.timeout)
-        record["finished"] = utc_now()
-        counts["trained" if record["status"] == "ok" else "failed"] += 1
-        if record["status"] != "ok":
-            tqdm.write(f"FAILED {run.variant.name} {run.key}: {record['error']} ({record['log']})")
 
-        def store(data: dict[str, Any], run: PlannedRun = run, record: dict = record) -> None:
-            data.setdefault("runs", {}).setdefault(run.variant.name, {})[run.key] = record
+    def run_stage(stage: list[PlannedRun], label: str) -> dict[str, Any]:
+        results = read_json(results_path, {})
+        bar = tqdm(stage, desc=f"quality {spec.name}{label}", unit="run", dynamic_ncols=True)
+        for run in bar:
+            bar.set_postfix_str(f"{run.variant.name} {run.key}")
+            previous = results.get("runs", {}).get(run.variant.name, {}).get(run.key)
+            if previous and previous.get("status") == "ok" and previous.get("hash") == run.hash:
+                counts["skipped"] += 1
+                continue
+            record = train_one(run, args.timeout)
+            record["finished"] = utc_now()
+            counts["trained" if record["status"] == "ok" else "failed"] += 1
+            if record["status"] != "ok":
+                tqdm.write(
+                    f"FAILED {run.variant.name} {run.key}: {record['error']} ({record['log']})"
+                )
 
-        results = update_json(results_path, store)
-    bar.close()
+            def store(data: dict[str, Any], run: PlannedRun = run, record: dict = record) -> None:
+                data.setdefault("runs", {}).setdefault(run.variant.name, {})[run.key] = record
+
+            results = update_json(results_path, store)
+        bar.close()
+        return results
+
+    search = [run for run in plan if run.seed in search_seeds]
+    results = run_stage(search, "")
+    rest = [run for run in plan if run.seed not in search_seeds]
+    if rest:  # second stage: the other seeds at each model's chosen rate only
+        confirm, missing = runs_at_chosen_rates(rest, results)
+        for name in missing:
+            tqdm.write(f"{name}: no successful run to choose a learning rate from; not run")
+        results = run_stage(confirm, " (chosen rates)")
+        plan = search + confirm
 
     def finish(data: dict[str, Any]) -> None:
         data["last_invocation"] = {**counts, "planned": len(plan), "finished": utc_now()}

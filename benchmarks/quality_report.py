@@ -62,6 +62,9 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
             by_lr[float(record["lr"])].append(record)
         valid_by_lr = {lr: _metric(rs, "valid", "auc")["mean"] for lr, rs in by_lr.items()}
         row["valid_auc_by_lr"] = {_lr_key(lr): v for lr, v in sorted(valid_by_lr.items())}
+        row["valid_seeds_by_lr"] = {
+            _lr_key(lr): sorted(_valid_seeds(rs)) for lr, rs in sorted(by_lr.items())
+        }
         scored = [lr for lr in sorted(valid_by_lr) if valid_by_lr[lr] is not None]
         if scored:
             common = set.intersection(*(_valid_seeds(by_lr[lr]) for lr in scored))
@@ -166,7 +169,9 @@ def _settings_lines(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"Settings: {s.get('epochs')} epoch(s), seeds {s.get('seeds')}, learning-rate grid "
             f"{s.get('lrs')} on `{s.get('lr_key')}` (the rest of `optim` as in the recipes; "
-            "the seeds column counts the seeds a model ran at its chosen rate), "
+            "the seeds column counts the seeds a model ran at its chosen rate"
+            + _search_note(s)
+            + "), "
             f"recipes `recipes/configs/{s.get('recipe_prefix')}_*.yaml`"
             + (" with the smoke overrides" if s.get("mode") == "smoke" else "")
             + "."
@@ -187,6 +192,16 @@ def _settings_lines(results: dict[str, Any]) -> list[str]:
     if results.get("content"):
         lines.append(f"CiUBM content: {results['content']}.")
     return lines
+
+
+def _search_note(settings: dict[str, Any]) -> str:
+    search = settings.get("lr_search_seeds")
+    if not search or set(settings.get("seeds") or []) <= set(search):
+        return ""
+    return (
+        f"; the last invocation ran the whole grid on seeds {search} and its other seeds only at"
+        " each model's chosen rate (the table of rates below gives the seeds of each rate)"
+    )
 
 
 def _facts_line(results: dict[str, Any]) -> str:
@@ -256,12 +271,18 @@ def render_quality_markdown(results: dict[str, Any]) -> str:
     lrs = sorted({lr for r in rows for lr in r["valid_auc_by_lr"]}, key=float)
     if len(lrs) > 1:
         out += [
-            "Mean valid AUC per learning rate over all its seeds (the choice above compares"
-            " rates on the seeds every rate of the model has):",
+            "Mean valid AUC per learning rate over all its seeds, the number of seeds in"
+            " brackets (the choice above compares rates on the seeds every rate of the model"
+            " has, listed last):",
             "",
         ]
-        by_lr = [[r["model"]] + [fmt(r["valid_auc_by_lr"].get(lr)) for lr in lrs] for r in rows]
-        out += [markdown_table(["model", *lrs], by_lr), ""]
+        by_lr = [
+            [r["model"]]
+            + [_auc_with_seeds(r, lr) for lr in lrs]
+            + [", ".join(map(str, r.get("lr_choice_seeds") or [])) or "all"]
+            for r in rows
+        ]
+        out += [markdown_table(["model", *lrs, "chosen on seeds"], by_lr), ""]
     failed = [
         f"- {name} {key}: {rec.get('error', 'failed')} (log: `{rec.get('log')}`)"
         for name, recs in results.get("runs", {}).items()
@@ -272,6 +293,12 @@ def render_quality_markdown(results: dict[str, Any]) -> str:
         out += ["Failed runs:", "", *failed, ""]
     env = _env_line(results.get("environment") or {})
     return "\n".join([*out, env] if env else out).rstrip() + "\n"
+
+
+def _auc_with_seeds(row: dict[str, Any], lr: str) -> str:
+    auc = row["valid_auc_by_lr"].get(lr)
+    seeds = row.get("valid_seeds_by_lr", {}).get(lr) or []
+    return "-" if auc is None else f"{fmt(auc)} ({len(seeds)})"
 
 
 def plot_quality(results: dict[str, Any], path: Path) -> None:

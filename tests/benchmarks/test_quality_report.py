@@ -86,3 +86,7 @@ def test_rates_are_compared_on_the_seeds_both_have() -> None:
     assert rows["DMGIN"]["seeds"] == [0, 1, 2]
     # no seed in common: all seeds count
     assert rows["SIMSoft"]["lr"] == 0.004 and rows["SIMSoft"]["lr_choice_seeds"] is None
+    # the table of rates gives each rate's seed count and the seeds the choice used
+    markdown = render_quality_markdown(results).splitlines()
+    assert "| DMGIN | 0.7867 (3) | 0.7900 (1) | 0 |" in markdown
+    assert "| SIMSoft | 0.7000 (1) | 0.7100 (1) | all |" in markdown

@@ -159,3 +159,20 @@ def test_unknown_model_exits_nonzero_with_the_known_names(tmp_path: Path) -> Non
     assert done.returncode != 0
     assert "unknown model(s) ['NoSuch']" in done.stderr and "DMGIN" in done.stderr
     assert not (tmp_path / "results").exists()  # nothing measured, nothing written
+
+
+def test_lr_search_seeds_run_the_grid_and_the_other_seeds_only_the_chosen_rate(
+    tmp_path: Path,
+) -> None:
+    grid = ("--models", "DIN", "--lrs", "0.002,0.004", "--seeds", "0,1")
+    assert main(_argv(tmp_path, *grid, "--lr-search-seeds", "0")) == 0
+    result = json.loads((tmp_path / "results" / f"{RESULTS_NAME}.json").read_text())
+    runs = result["runs"]["DIN"]
+    seed0 = {lr: runs[f"lr{lr:g}_s0"]["valid"]["auc"] for lr in (0.002, 0.004)}
+    chosen = 0.004 if seed0[0.004] > seed0[0.002] else 0.002  # ties: the smaller rate
+    assert set(runs) == {"lr0.002_s0", "lr0.004_s0", f"lr{chosen:g}_s1"}
+    assert result["last_invocation"] == {**result["last_invocation"], "planned": 3, "trained": 3}
+    assert result["settings"]["lr_search_seeds"] == [0]
+    assert "whole grid on seeds [0]" in (tmp_path / "results" / f"{RESULTS_NAME}.md").read_text()
+    with pytest.raises(SystemExit, match="must be among"):
+        main(_argv(tmp_path, *grid, "--lr-search-seeds", "2"))
