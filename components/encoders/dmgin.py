@@ -508,10 +508,13 @@ class DMGIN(SequenceEncoder):
         costs one more grouping sort, which short histories do not repay."""
         cfg = self.config
         b, n = history.lengths.shape[0], history.group_ids.shape[0]
-        if 2 * b * (cfg.max_groups * cfg.max_per_group + cfg.target_group_max_len) > n:
+        slots_gathered = self.intra is not None and self.group_attention is not None
+        per_sample = cfg.max_groups * cfg.max_per_group if slots_gathered else 0
+        per_sample += cfg.target_group_max_len if self.target_attention is not None else 0
+        if 2 * b * per_sample > n:
             return None
         parts = [history.offsets.new_zeros(0)]
-        if self.intra is not None and self.group_attention is not None:
+        if slots_gathered:
             grouped = self._group(history)
             parts.append(grouped.behavior_index[grouped.behavior_mask])
         if self.target_attention is not None:

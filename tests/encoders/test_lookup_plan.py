@@ -143,6 +143,18 @@ def test_restricting_encoders_name_few_rows_of_long_histories(name: str) -> None
     assert rows is not None and 0 < rows.unique().numel() <= 2 * ROWS_PER_SAMPLE[name]
 
 
+@pytest.mark.parametrize("flag", ["use_intra_group_transformer", "use_group_attention"])
+def test_dmgin_without_group_slots_bounds_only_its_target_rows(flag: str) -> None:
+    """33 rows over 3 samples: fewer than twice the full DMGIN's 3 x (3 x 2 + 3) slots (it looks
+    up everything), but more than twice the 3 x 3 target rows a variant without the group slots
+    reads (it names them)."""
+    query, history = make_inputs([20, 0, 13], seed=2, num_groups=SPEC.num_groups)
+    inputs = _ids_only(query, history)
+    assert _encoder("DMGIN", DMGIN_WINDOWS).history_rows(*inputs) is None
+    rows = _encoder("DMGIN", {**DMGIN_WINDOWS, flag: False}).history_rows(*inputs)
+    assert rows is not None and rows.numel() <= 3 * DMGIN_WINDOWS["target_group_max_len"]
+
+
 VOCAB = Vocab(users=20, items=50, categories=6, behaviors=4, num_numeric=2)
 
 
