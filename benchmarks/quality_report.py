@@ -24,7 +24,9 @@ METRIC_NOTE = (
     "user's impressions, over users having both labels. logloss: mean binary cross-entropy. "
     "All three are reported every time (papers.md section 11, rule 1); the numbers follow this "
     "repository's preprocessing and time split, so they are not comparable with the papers' "
-    "tables (rule 2)."
+    "tables (rule 2). train s: the trainer's wall time, which depends on what else the machine "
+    "ran (some runs shared the 2 cores with another run, one thread each); speed is measured by "
+    "`benchmarks.cost`, alone on the machine."
 )
 
 
