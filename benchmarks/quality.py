@@ -265,8 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     results = update_json(results_path, start)
     counts = {"trained": 0, "skipped": 0, "failed": 0}
 
-    def run_stage(stage: list[PlannedRun], label: str) -> dict[str, Any]:
-        results = read_json(results_path, {})
+    def run_stage(stage: list[PlannedRun], label: str, results: dict[str, Any]) -> dict[str, Any]:
         bar = tqdm(stage, desc=f"quality {spec.name}{label}", unit="run", dynamic_ncols=True)
         for run in bar:
             bar.set_postfix_str(f"{run.variant.name} {run.key}")
@@ -290,13 +289,13 @@ def main(argv: list[str] | None = None) -> int:
         return results
 
     search = [run for run in plan if run.seed in search_seeds]
-    results = run_stage(search, "")
+    results = run_stage(search, "", results)
     rest = [run for run in plan if run.seed not in search_seeds]
     if rest:  # second stage: the other seeds at each model's chosen rate only
         confirm, missing = runs_at_chosen_rates(rest, results)
         for name in missing:
             tqdm.write(f"{name}: no successful run to choose a learning rate from; not run")
-        results = run_stage(confirm, " (chosen rates)")
+        results = run_stage(confirm, " (chosen rates)", results)
         plan = search + confirm
 
     def finish(data: dict[str, Any]) -> None:

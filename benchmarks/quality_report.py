@@ -64,12 +64,11 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
             by_lr[float(record["lr"])].append(record)
         valid_by_lr = {lr: _metric(rs, "valid", "auc")["mean"] for lr, rs in by_lr.items()}
         row["valid_auc_by_lr"] = {_lr_key(lr): v for lr, v in sorted(valid_by_lr.items())}
-        row["valid_seeds_by_lr"] = {
-            _lr_key(lr): sorted(_valid_seeds(rs)) for lr, rs in sorted(by_lr.items())
-        }
+        seeds_by_lr = {lr: _valid_seeds(rs) for lr, rs in by_lr.items()}
+        row["valid_seeds_by_lr"] = {_lr_key(lr): sorted(s) for lr, s in sorted(seeds_by_lr.items())}
         scored = [lr for lr in sorted(valid_by_lr) if valid_by_lr[lr] is not None]
         if scored:
-            common = set.intersection(*(_valid_seeds(by_lr[lr]) for lr in scored))
+            common = set.intersection(*(seeds_by_lr[lr] for lr in scored))
             row["lr_choice_seeds"] = sorted(common) if common else None
             paired = {
                 lr: _metric([r for r in by_lr[lr] if not common or int(r["seed"]) in common],

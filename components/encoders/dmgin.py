@@ -499,6 +499,12 @@ class DMGIN(SequenceEncoder):
         newest = newest.scatter_reduce(0, segment, age, reduce="amin")
         return self._statistics_from(per_type.view(bc, nb), sums, newest, count)
 
+    @property
+    def _reads_group_slots(self) -> bool:
+        """Whether ``forward`` reads behavior embeddings through the G x M group slots (only
+        the intra-group transformer feeding the group attention does)."""
+        return self.intra is not None and self.group_attention is not None
+
     def history_rows(self, query: Query, history: History) -> torch.Tensor | None:
         """The group slots the intra-group transformer reads (the M most recent behaviors of
         each of the G kept groups) and the candidate's group rows of the same-group attention;
@@ -508,13 +514,12 @@ class DMGIN(SequenceEncoder):
         costs one more grouping sort, which short histories do not repay."""
         cfg = self.config
         b, n = history.lengths.shape[0], history.group_ids.shape[0]
-        slots_gathered = self.intra is not None and self.group_attention is not None
-        per_sample = cfg.max_groups * cfg.max_per_group if slots_gathered else 0
+        per_sample = cfg.max_groups * cfg.max_per_group if self._reads_group_slots else 0
         per_sample += cfg.target_group_max_len if self.target_attention is not None else 0
         if 2 * b * per_sample > n:
             return None
         parts = [history.offsets.new_zeros(0)]
-        if slots_gathered:
+        if self._reads_group_slots:
             grouped = self._group(history)
             parts.append(grouped.behavior_index[grouped.behavior_mask])
         if self.target_attention is not None:
@@ -532,8 +537,7 @@ class DMGIN(SequenceEncoder):
             group_ids=query.group_ids.unsqueeze(1),
         )
         target_rows = None
-        slots_gathered = self.intra is not None and self.group_attention is not None
-        if self.target_attention is not None and slots_gathered:
+        if self.target_attention is not None and self._reads_group_slots:
             # the candidate's group rows join the group slots' gather
             target_rows = hard_search(
                 history.group_ids,

@@ -1,13 +1,17 @@
 """The quality report's target line: DMGIN against SIMSoft and DINFull, paired by seed, and the
-models not above the floor, computed from a results dict (no training)."""
+models not above the floor; the learning-rate choice and the second stage's runs at each model's
+chosen rate; all computed from a results dict (no training)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from benchmarks.quality_plan import PlannedRun, runs_at_chosen_rates
 from benchmarks.quality_report import quality_targets, render_quality_markdown, summarize
+from benchmarks.variants import VARIANTS
 
 
 def _record(name: str, lr: float, seed: int, valid: float, test: float) -> dict[str, Any]:
@@ -90,3 +94,38 @@ def test_rates_are_compared_on_the_seeds_both_have() -> None:
     markdown = render_quality_markdown(results).splitlines()
     assert "| DMGIN | 0.7867 (3) | 0.7900 (1) | 0 |" in markdown
     assert "| SIMSoft | 0.7000 (1) | 0.7100 (1) | all |" in markdown
+
+
+def test_the_second_stage_runs_only_each_models_chosen_rate() -> None:
+    failed = {"status": "failed", "valid": {"auc": None}}
+    results = _results(
+        {
+            "DIN": [_record("DIN", 0.002, 0, 0.78, 0.8), _record("DIN", 0.004, 0, 0.79, 0.8)],
+            "SIMSoft": [  # 0.002 wins
+                _record("SIMSoft", 0.002, 0, 0.80, 0.8),
+                _record("SIMSoft", 0.004, 0, 0.79, 0.8),
+            ],
+            # seeds 1, 2 of 0.002 exist: the rates are compared on seed 0, the common one
+            "DMGIN": [_record("DMGIN", 0.002, s, v, 0.8) for s, v in ((0, 0.8), (1, 0.7), (2, 0.7))]
+            + [_record("DMGIN", 0.004, 0, 0.79, 0.8)],
+            "ETA": [{**_record("ETA", lr, 0, 0.9, 0.8), **failed} for lr in (0.002, 0.004)],
+        }
+    )
+
+    def run(name: str, lr: float, seed: int) -> PlannedRun:
+        out = Path("runs") / name / f"lr{lr:g}_s{seed}"
+        return PlannedRun(VARIANTS[name], lr, seed, Path("recipe.yaml"), [], "hash", out, {})
+
+    plan = [
+        run(name, lr, seed)
+        for name in ("DIN", "SIMSoft", "DMGIN", "ETA", "DINFull")
+        for lr in (0.002, 0.004)
+        for seed in (1, 2)
+    ]
+    kept, missing = runs_at_chosen_rates(plan, results)
+    assert [(r.variant.name, r.lr, r.seed) for r in kept] == [
+        ("DIN", 0.004, 1), ("DIN", 0.004, 2),
+        ("SIMSoft", 0.002, 1), ("SIMSoft", 0.002, 2),
+        ("DMGIN", 0.002, 1), ("DMGIN", 0.002, 2),
+    ]  # fmt: skip
+    assert missing == ["DINFull", "ETA"]  # nothing recorded / every run failed
