@@ -63,6 +63,7 @@ from benchmarks.quality_data import (
     ensure_groups,
     ensure_prepared,
     floor_metrics,
+    repeat_count_metrics,
 )
 from benchmarks.quality_plan import (
     LR_KEY,
@@ -259,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         data.update(benchmark="quality", dataset=spec.name, smoke=args.smoke, settings=merged)
         data.update(extra_info)
         data.update(dataset_facts=dataset_facts(root), floor=floor_metrics(root))
+        data.update(repeat_count=repeat_count_metrics(root))
         data["environment"] = environment()
         data.setdefault("runs", {})
 

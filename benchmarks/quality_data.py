@@ -1,4 +1,5 @@
-"""Datasets of the quality benchmark: preparation, content files and the no-model floor.
+"""Datasets of the quality benchmark: preparation, content files and the no-model references
+(floor, repeat count).
 
 Each named dataset is a prepared directory under ``--data-dir`` (default ``data/``, the recipes'
 paths). Missing pieces are made on first use and reused afterwards:
@@ -177,6 +178,22 @@ def floor_metrics(root: Path) -> dict[str, dict[str, float | None]]:
         split: {k: finite_or_none(v) for k, v in floor_predictions(ds, split)["metrics"].items()}
         for split in ("valid", "test")
     }
+
+
+def repeat_count_metrics(root: Path) -> dict[str, dict[str, float | None]]:
+    """The repeat-count reference (``pipelines.repeat_count``) on the valid and test splits,
+    with the share of samples whose candidate the history already holds (``seen_share``)."""
+    from pipelines.data.prepared import PreparedDataset
+    from pipelines.repeat_count import repeat_count_predictions
+
+    ds = PreparedDataset.open(root)
+    events = ds.read_events()
+    out: dict[str, dict[str, float | None]] = {}
+    for split in ("valid", "test"):
+        result = repeat_count_predictions(ds, split, events=events)
+        out[split] = {k: finite_or_none(v) for k, v in result["metrics"].items()}
+        out[split]["seen_share"] = float((result["counts"] > 0).mean())
+    return out
 
 
 def dataset_facts(root: Path) -> dict[str, Any]:

@@ -5,14 +5,16 @@ the README renderer can rebuild the tables from the JSON alone:
 
 * :func:`summarize`: per model, the learning rate with the best mean valid AUC over seeds, and
   test AUC / GAUC / logloss (mean ± std over seeds), train seconds and peak RSS at that rate;
-* :func:`render_quality_markdown`: the tables (models + the no-model floor, valid AUC per
-  learning rate, failed runs), settings, dataset facts and environment;
-* :func:`plot_quality`: bar plot of test AUC with std error bars and the floor as a line.
+* :func:`render_quality_markdown`: the tables (models + the no-model floor and repeat-count
+  reference, valid AUC per learning rate, models chosen at an edge of the grid, failed runs),
+  settings, dataset facts and environment;
+* :func:`plot_quality`: bar plot of test AUC with std error bars, the two references as lines.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,7 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
                             "valid", "auc")["mean"]
                 for lr in scored
             }  # fmt: skip
+            row["choice_valid_auc_by_lr"] = {_lr_key(lr): paired[lr] for lr in scored}
             chosen = max(scored, key=lambda lr: paired[lr])  # first max: smallest lr
             picked = by_lr[chosen]
             rss = [r["peak_rss_mib"] for r in picked if r.get("peak_rss_mib") is not None]
@@ -230,6 +233,20 @@ def _env_line(env: dict[str, Any]) -> str:
     )
 
 
+#: the no-model rows under the models: results key, row name, its "what" cell
+REFERENCE_ROWS: tuple[tuple[str, str, Callable[[dict[str, Any]], str]], ...] = (
+    ("floor", "floor (no model)", lambda _: "smoothed user + item label rate"),
+    (
+        "repeat_count",
+        "repeat count (no model)",
+        lambda r: (
+            "label rate by how often the history holds the candidate"
+            f" (held for {r.get('test', {}).get('seen_share', 0.0):.0%} of test samples)"
+        ),
+    ),
+)
+
+
 def render_quality_markdown(results: dict[str, Any]) -> str:
     """The markdown report of one quality results file."""
     rows = summarize(results)
@@ -260,13 +277,14 @@ def render_quality_markdown(results: dict[str, Any]) -> str:
                 ok_runs,
             ]
         )
-    floor = results.get("floor") or {}
-    if floor:
-        v, t = floor.get("valid", {}), floor.get("test", {})
-        table.append(
-            ["floor (no model)", "smoothed user + item label rate", "-", fmt(v.get("auc"))]
-            + [fmt(t.get("auc")), fmt(t.get("gauc")), fmt(t.get("logloss")), "-", "-", "-", "-"]
-        )
+    for key, name, what in REFERENCE_ROWS:
+        reference = results.get(key) or {}
+        if reference:
+            v, t = reference.get("valid", {}), reference.get("test", {})
+            table.append(
+                [name, what(reference), "-", fmt(v.get("auc")), fmt(t.get("auc"))]
+                + [fmt(t.get("gauc")), fmt(t.get("logloss")), "-", "-", "-", "-"]
+            )
     out = [title, "", _facts_line(results), "", *_settings_lines(results), ""]
     out += [markdown_table(header, table), "", _targets_line(results), "", METRIC_NOTE, ""]
     lrs = sorted({lr for r in rows for lr in r["valid_auc_by_lr"]}, key=float)
@@ -284,6 +302,7 @@ def render_quality_markdown(results: dict[str, Any]) -> str:
             for r in rows
         ]
         out += [markdown_table(["model", *lrs, "chosen on seeds"], by_lr), ""]
+        out += _grid_edge_lines(rows)
     failed = [
         f"- {name} {key}: {rec.get('error', 'failed')} (log: `{rec.get('log')}`)"
         for name, recs in results.get("runs", {}).items()
@@ -296,6 +315,39 @@ def render_quality_markdown(results: dict[str, Any]) -> str:
     return "\n".join([*out, env] if env else out).rstrip() + "\n"
 
 
+def rates_at_grid_edge(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Models whose chosen rate is the largest (``"largest"``) or smallest (``"smallest"``) of
+    the two or more rates they ran, each with its margin: the valid AUC the choice compared
+    (``choice_valid_auc_by_lr``) minus that of the next rate inwards. There the grid does not
+    bracket the model's best rate; a large margin says a rate beyond the edge, never tried,
+    might do better still, a margin within seed noise says the model is flat there."""
+    edges: dict[str, dict[str, float]] = {"largest": {}, "smallest": {}}
+    for r in rows:
+        scores = {float(lr): v for lr, v in (r.get("choice_valid_auc_by_lr") or {}).items()}
+        if r["lr"] is None or len(scores) < 2:
+            continue
+        tried = sorted(scores)
+        for edge, at, inward in (
+            ("largest", tried[-1], tried[-2]),
+            ("smallest", tried[0], tried[1]),
+        ):
+            if r["lr"] == at:
+                edges[edge][r["model"]] = scores[at] - scores[inward]
+    return edges
+
+
+def _grid_edge_lines(rows: list[dict[str, Any]]) -> list[str]:
+    beyond = {"largest": "larger", "smallest": "smaller"}
+    lines = [
+        f"Chosen at the grid's {edge} rate (valid AUC over the next rate inwards, on the seeds"
+        f" the choice compared): {', '.join(f'{m} {d:+.4f}' for m, d in margins.items())}. The"
+        f" grid does not bracket these models' best rate; a {beyond[edge]} one was not tried."
+        for edge, margins in rates_at_grid_edge(rows).items()
+        if margins
+    ]
+    return [*lines, ""] if lines else []
+
+
 def _auc_with_seeds(row: dict[str, Any], lr: str) -> str:
     auc = row["valid_auc_by_lr"].get(lr)
     seeds = row.get("valid_seeds_by_lr", {}).get(lr) or []
@@ -303,7 +355,8 @@ def _auc_with_seeds(row: dict[str, Any], lr: str) -> str:
 
 
 def plot_quality(results: dict[str, Any], path: Path) -> None:
-    """Bar plot of test AUC (mean, std error bars) per model; the floor as a dashed line."""
+    """Bar plot of test AUC (mean, std error bars) per model; the floor and the repeat-count
+    reference as dashed lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -318,9 +371,13 @@ def plot_quality(results: dict[str, Any], path: Path) -> None:
     bars = ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color="tab:blue")
     ax.bar_label(bars, labels=[f"{m:.4f}" for m in means], padding=2, fontsize=8)
     ax.set_xticks(range(len(rows)), names, rotation=40, ha="right")
-    values = [*means, *([floor] if floor is not None else [])]
-    if floor is not None:
-        ax.axhline(floor, color="tab:red", linestyle="--", label=f"no-model floor {floor:.4f}")
+    repeat = (results.get("repeat_count") or {}).get("test", {}).get("auc")
+    lines = [(floor, "tab:red", "no-model floor"), (repeat, "tab:gray", "repeat count")]
+    lines = [(v, c, label) for v, c, label in lines if v is not None]
+    values = [*means, *(v for v, _, _ in lines)]
+    for value, color, label in lines:
+        ax.axhline(value, color=color, linestyle="--", label=f"{label} {value:.4f}")
+    if lines:
         ax.legend(loc="best")
     if values:
         low = min([m - s for m, s in zip(means, stds)] + values)

@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from benchmarks.quality_plan import PlannedRun, runs_at_chosen_rates
-from benchmarks.quality_report import quality_targets, render_quality_markdown, summarize
+from benchmarks.quality_report import (
+    quality_targets,
+    rates_at_grid_edge,
+    render_quality_markdown,
+    summarize,
+)
 from benchmarks.variants import VARIANTS
 
 
@@ -129,3 +134,43 @@ def test_the_second_stage_runs_only_each_models_chosen_rate() -> None:
         ("DMGIN", 0.002, 1), ("DMGIN", 0.002, 2),
     ]  # fmt: skip
     assert missing == ["DINFull", "ETA"]  # nothing recorded / every run failed
+
+
+def test_models_chosen_at_an_edge_of_the_grid_are_named() -> None:
+    results = _results(
+        {
+            "DIN": [
+                _record("DIN", lr, 0, v, 0.8)
+                for lr, v in [(0.001, 0.7), (0.002, 0.75), (0.004, 0.8)]
+            ],
+            "SIMHard": [
+                _record("SIMHard", lr, 0, v, 0.8) for lr, v in [(0.002, 0.8), (0.004, 0.7)]
+            ],
+            "ETA": [
+                _record("ETA", lr, 0, v, 0.8)
+                for lr, v in [(0.001, 0.7), (0.002, 0.8), (0.004, 0.7)]
+            ],
+            "DMGIN": [_record("DMGIN", 0.004, 0, 0.8, 0.8)],  # one rate: no grid to bracket
+        }
+    )
+    edges = rates_at_grid_edge(summarize(results))
+    assert list(edges["largest"]) == ["DIN"] and list(edges["smallest"]) == ["SIMHard"]
+    assert edges["largest"]["DIN"] == pytest.approx(0.05)  # 0.8 at 0.004 over 0.75 at 0.002
+    assert edges["smallest"]["SIMHard"] == pytest.approx(0.1)
+    text = render_quality_markdown(results)
+    assert "Chosen at the grid's largest rate" in text and "DIN +0.0500." in text
+    assert "Chosen at the grid's smallest rate" in text and "SIMHard +0.1000." in text
+
+
+def test_the_repeat_count_reference_is_a_row_under_the_models() -> None:
+    results = _results({"DIN": [_record("DIN", 0.002, 0, 0.8, 0.8)]})
+    results["repeat_count"] = {
+        "valid": {"auc": 0.85, "seen_share": 0.4},
+        "test": {"auc": 0.8616, "gauc": 0.86, "logloss": 0.37, "seen_share": 0.38},
+    }
+    rows = [line for line in render_quality_markdown(results).splitlines() if "(no model)" in line]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| floor (no model)",
+        "| repeat count (no model)",
+    ]
+    assert "held for 38% of test samples" in rows[1] and "| 0.8616 |" in rows[1]

@@ -62,12 +62,14 @@ def test_smoke_trains_every_model_and_writes_the_reports(smoke: tuple[Path, int]
             assert record[split]["logloss"] > 0
         assert record["peak_rss_mib"] > 0 and record["train_seconds"] > 0
         assert (base / "runs" / "synthetic-smoke" / name / "lr0.002_s0" / "metrics.json").is_file()
-    # the summary picked the only lr; the floor is there and is a real AUC
+    # the summary picked the only lr; the floor and the repeat count are there, real AUCs
     assert [row["model"] for row in result["summary"]] == [m for m in VARIANTS if m in SMOKE]
     assert all(
         row["lr"] == 0.002 and row["test_auc"]["mean"] is not None for row in result["summary"]
     )
     assert 0.0 < result["floor"]["test"]["auc"] < 1.0
+    assert 0.0 <= result["repeat_count"]["test"]["auc"] <= 1.0
+    assert 0.0 <= result["repeat_count"]["test"]["seen_share"] <= 1.0
     assert result["dataset_facts"]["counts"]["users"] == 40
     assert result["environment"]["torch"] and result["environment"]["date"]
     # every model runs the same dims, batch and optimizer: only encoder settings differ
@@ -79,6 +81,7 @@ def test_smoke_trains_every_model_and_writes_the_reports(smoke: tuple[Path, int]
     for name in SMOKE:
         assert any(line.startswith(f"| {name} |") for line in table_rows), name
     assert any(line.startswith("| floor (no model) |") for line in table_rows)
+    assert any(line.startswith("| repeat count (no model) |") for line in table_rows)
     png = (results_dir / f"{RESULTS_NAME}.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 1000
     assert not list(results_dir.glob("*.tmp"))  # written via temp files, then renamed

@@ -1,0 +1,112 @@
+"""The repeat-count reference: how often the sample's own history already holds its candidate.
+
+A second no-model row beside the floor (``pipelines.floor``). Where a label protocol rewards
+buying again (Instacart: a basket's products are the positives, most of them reorders, the
+negatives are products from the same aisle not in the basket), "has the user had this exact
+item before" alone ranks samples well, and a sequence model is only worth its cost by how far it
+gets past that. The prediction for a sample is the smoothed label rate, on the splits before the
+scored one, of the samples whose candidate occurred as often (capped at ``max_count``) in the
+history the model sees: the events strictly before the sample (``cutoff``), never its future.
+
+Usage::
+
+    python -m pipelines.repeat_count --dataset data/instacart [--split test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from pipelines.data.prepared import EventLog, PreparedDataset
+from pipelines.floor import smoothed_rate
+from pipelines.metrics import compute_metrics
+
+
+def repeat_counts_reference(
+    events: EventLog, users: np.ndarray, items: np.ndarray, cutoffs: np.ndarray
+) -> np.ndarray:
+    """``[S]`` occurrences of ``items[s]`` among user ``users[s]``'s first ``cutoffs[s]``
+    events; one slice per sample (the twin of :func:`repeat_counts`)."""
+    return np.array(
+        [
+            int(np.count_nonzero(events.item[events.history_slice(int(u), int(c))] == i))
+            for u, i, c in zip(users, items, cutoffs)
+        ],
+        dtype=np.int64,
+    )
+
+
+def repeat_counts(
+    events: EventLog, users: np.ndarray, items: np.ndarray, cutoffs: np.ndarray
+) -> np.ndarray:
+    """``[S]`` occurrences of ``items[s]`` among user ``users[s]``'s first ``cutoffs[s]`` events.
+
+    Vectorized: every event gets the key ``(user, item, position in the user's log)`` packed into
+    one int64 and sorted once; a sample's count is the number of keys between ``(u, i, 0)`` and
+    ``(u, i, cutoff)``, two binary searches. Falls back to the reference when the packed key
+    would not fit in 63 bits.
+    """
+    users = np.asarray(users, dtype=np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    cutoffs = np.asarray(cutoffs, dtype=np.int64)
+    lengths = np.diff(events.offsets)
+    span = int(lengths.max(initial=0)) + 1  # positions 0..max length (a cutoff may equal it)
+    item_span = int(max(events.item.max(initial=0), items.max(initial=0))) + 1
+    if (events.num_users + 2) * item_span * span >= 2**63:
+        return repeat_counts_reference(events, users, items, cutoffs)
+    event_user = np.repeat(np.arange(lengths.shape[0], dtype=np.int64), lengths)
+    position = np.arange(events.item.shape[0], dtype=np.int64) - events.offsets[event_user]
+    packed = np.sort((event_user * item_span + events.item) * span + position)
+    base = (users * item_span + items) * span
+    return np.searchsorted(packed, base + cutoffs) - np.searchsorted(packed, base)
+
+
+def repeat_count_predictions(
+    dataset: PreparedDataset,
+    split: str,
+    max_count: int = 20,
+    alpha: float = 10.0,
+    events: EventLog | None = None,
+) -> dict:
+    """Fit the label rate per repeat count on every split before ``split``, predict ``split``."""
+    events = events if events is not None else dataset.read_events()
+    fit_splits = ["train", "valid"] if split == "test" else ["train"]
+
+    def counts_and_labels(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        table = dataset.read_samples(name)
+        column = {c: table.column(c).to_numpy() for c in ("user", "item", "cutoff", "label")}
+        counts = repeat_counts(events, column["user"], column["item"], column["cutoff"])
+        labels = column["label"].astype(np.float64)
+        return np.minimum(counts, max_count), labels, column["user"]
+
+    fitted = [counts_and_labels(name) for name in fit_splits]
+    fit_counts = np.concatenate([c for c, _, _ in fitted])
+    fit_labels = np.concatenate([y for _, y, _ in fitted])
+    rate = smoothed_rate(fit_counts, fit_labels, max_count + 1, alpha)
+    counts, labels, users = counts_and_labels(split)
+    predictions = rate[counts]
+    metrics = compute_metrics(labels, predictions, user_ids=users)
+    return {"predictions": predictions, "labels": labels, "counts": counts, "metrics": metrics}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", required=True, help="prepared dataset directory")
+    parser.add_argument("--split", default="test", choices=["valid", "test"])
+    parser.add_argument("--max-count", type=int, default=20, help="counts above share a rate")
+    parser.add_argument("--alpha", type=float, default=10.0, help="smoothing pseudo-count")
+    args = parser.parse_args(argv)
+    dataset = PreparedDataset.open(args.dataset)
+    result = repeat_count_predictions(dataset, args.split, args.max_count, args.alpha)
+    seen = float(np.mean(result["counts"] > 0))
+    metrics = {k: float(v) for k, v in result["metrics"].items()}
+    print(json.dumps({"model": "repeat_count", "split": args.split, "seen_share": seen, **metrics}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
