@@ -372,6 +372,8 @@ def plot_quality(results: dict[str, Any], path: Path) -> None:
     ax.bar_label(bars, labels=[f"{m:.4f}" for m in means], padding=2, fontsize=8)
     ax.set_xticks(range(len(rows)), names, rotation=40, ha="right")
     repeat = (results.get("repeat_count") or {}).get("test", {}).get("auc")
+    if floor is not None and repeat is not None and repeat <= floor:
+        repeat = None  # below the floor it says nothing more and would only stretch the axis
     lines = [(floor, "tab:red", "no-model floor"), (repeat, "tab:gray", "repeat count")]
     lines = [(v, c, label) for v, c, label in lines if v is not None]
     values = [*means, *(v for v, _, _ in lines)]
