@@ -32,10 +32,16 @@ def smoothed_rate(keys: np.ndarray, labels: np.ndarray, size: int, alpha: float)
     return (positives + alpha * global_rate) / (counts + alpha)
 
 
+def splits_before(split: str) -> list[str]:
+    """The splits a no-model reference is fit on before scoring ``split``: train for valid,
+    train + valid for test (never the scored split itself)."""
+    return ["train", "valid"] if split == "test" else ["train"]
+
+
 def floor_predictions(dataset: PreparedDataset, split: str, alpha: float = 10.0) -> dict:
     """Fit on every split before ``split`` (train, + valid for test), predict ``split``."""
-    fit_splits = ["train", "valid"] if split == "test" else ["train"]
-    train = pd.concat([dataset.read_samples(s).to_pandas() for s in fit_splits], ignore_index=True)
+    fit = [dataset.read_samples(s).to_pandas() for s in splits_before(split)]
+    train = pd.concat(fit, ignore_index=True)
     target = dataset.read_samples(split).to_pandas()
     vocab = dataset.vocab
     train_labels = train["label"].to_numpy(np.float64)

@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 from pipelines.data.prepared import EventLog, PreparedDataset
-from pipelines.floor import smoothed_rate
+from pipelines.floor import smoothed_rate, splits_before
 from pipelines.metrics import compute_metrics
 
 
@@ -74,7 +74,6 @@ def repeat_count_predictions(
 ) -> dict:
     """Fit the label rate per repeat count on every split before ``split``, predict ``split``."""
     events = events if events is not None else dataset.read_events()
-    fit_splits = ["train", "valid"] if split == "test" else ["train"]
 
     def counts_and_labels(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         table = dataset.read_samples(name)
@@ -83,7 +82,7 @@ def repeat_count_predictions(
         labels = column["label"].astype(np.float64)
         return np.minimum(counts, max_count), labels, column["user"]
 
-    fitted = [counts_and_labels(name) for name in fit_splits]
+    fitted = [counts_and_labels(name) for name in splits_before(split)]
     fit_counts = np.concatenate([c for c, _, _ in fitted])
     fit_labels = np.concatenate([y for _, y, _ in fitted])
     rate = smoothed_rate(fit_counts, fit_labels, max_count + 1, alpha)
