@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from pipelines.console import parse_cli
 from pipelines.content.cluster import run as cluster_run
 from pipelines.content.csft import CSFTConfig, train_csft
 from pipelines.content.embed import embed_dataset
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ks", default="16,64,256,1024")
     parser.add_argument("--csft-steps", type=int, default=600)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
+    args = parse_cli(parser, argv)
     roots = [Path(d) for d in args.dataset]
     if args.prepare:
         for name in DEFAULT_DATASETS:

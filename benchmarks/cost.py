@@ -23,8 +23,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from benchmarks.common import (
     REPO_ROOT,
     RESULTS_DIR,
@@ -33,6 +31,7 @@ from benchmarks.common import (
     markdown_table,
     write_json_atomic,
 )
+from pipelines.console import parse_cli, progress
 
 MODELS = ("DIN", "DINFull", "SIMHard", "SIMSoft", "ETA", "CiUBM", "DMGIN")
 BASELINE = "SIMHard"
@@ -249,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per (model, L)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (seconds), for tests")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
-    args = parser.parse_args(argv)
+    args = parse_cli(parser, argv)
     if args.smoke:
         args.lengths, args.models, args.batch, args.candidates, args.repeats = (
             "20,60", "DIN,SIMHard,DMGIN", 4, 5, 1,
@@ -262,10 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     lengths = [int(x) for x in args.lengths.split(",")]
     grid = [(model, length) for length in lengths for model in models]
     rows = []
-    for model, length in tqdm(grid, desc="cost"):
+    bar = progress(grid, desc="cost", unit="run")
+    for model, length in bar:
         rows.append(run_worker(model, length, args))
         if "error" in rows[-1]:
-            tqdm.write(f"{model} L={length} failed: {rows[-1]['error'][-300:]}")
+            bar.write(f"{model} L={length} failed: {rows[-1]['error'][-300:]}")
     add_ratios(rows)
     results = {
         "benchmark": "cost",

@@ -48,10 +48,11 @@ from benchmarks.synthetic_inputs import (
     repeat_per_candidate,
 )
 from components.model import LifelongCTRModel
-from pipelines.config import ExperimentConfig
-from pipelines.distributed import init_distributed, shutdown
-from pipelines.lookup_plan import LookupPlanner
-from pipelines.model_setup import shard_model
+from pipelines.console import parse_cli
+from pipelines.train.config import ExperimentConfig
+from pipelines.train.distributed import init_distributed, shutdown
+from pipelines.train.lookup_plan import LookupPlanner
+from pipelines.train.model_setup import shard_model
 
 
 def current_rss_mib() -> float:
@@ -239,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=1)
     parser.add_argument("--candidates", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
+    args = parse_cli(parser, argv)
     try:
         row = measure(
             args.model, args.length, args.batch, args.users, args.candidates, args.repeats

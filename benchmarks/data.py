@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
+from pipelines.console import parse_cli, progress
 
 RESULTS = Path(__file__).resolve().parent / "results" / "data.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def child_prepare(spec: dict[str, Any]) -> dict[str, Any]:
     """Time the named adapter's prepare (imports excluded) ``spec['repeats']`` times."""
     import pipelines.data.adapters  # noqa: F401  (imports are not part of the timing)
     import pipelines.data.build  # noqa: F401
-    from pipelines.prepare import main as prepare_main
+    from pipelines.data.prepare import main as prepare_main
 
     baseline = peak_rss_mib()
     seconds = []
@@ -213,7 +213,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = parse_cli(parser, argv)
     if args.smoke:
         args.lengths, args.users, args.samples_per_user = "20,100", "20,10", 5
         args.items, args.batch, args.epochs, args.repeats = 500, 16, 1, 1
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         spec = json.loads(args.child)
         print(json.dumps(CHILDREN[spec["kind"]](spec)))
         return {}
-    from pipelines.prepare import default_data_root
+    from pipelines.data.prepare import default_data_root
 
     data_root = args.data_root or default_data_root()
     lengths = [int(x) for x in args.lengths.split(",")]
@@ -246,13 +246,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     del result["settings"]["child"]
     steps = 1 + 2 * len(lengths)
-    with tempfile.TemporaryDirectory(prefix="bench-data-") as work, tqdm(total=steps) as bar:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-data-") as work,
+        progress(total=steps, unit="step") as bar,
+    ):
         bar.set_description(f"prepare {args.dataset}")
         if data_root.is_dir():
             spec = {"kind": "prepare", "dataset": args.dataset, "data_root": str(data_root)}
             prepare = run_child({**spec, "repeats": args.repeats})
             result["prepare"] = {"dataset": args.dataset, **prepare}
-            tqdm.write(json.dumps(result["prepare"]))
+            bar.write(json.dumps(result["prepare"]))
         else:
             result["prepare"] = {"dataset": args.dataset, "skipped": f"{data_root} is absent"}
         bar.update()
@@ -285,7 +288,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "synthetic": synthetic,
             }
             result["loader"].append(row)
-            tqdm.write(json.dumps(row))
+            bar.write(json.dumps(row))
 
     print(format_table(result))
     args.output.parent.mkdir(parents=True, exist_ok=True)

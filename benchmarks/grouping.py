@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from components.ops.grouping import SECONDS_PER_DAY, GroupedBehaviors, group_behaviors
 from components.ops.jagged import lengths_to_offsets
+from pipelines.console import parse_cli, progress
 
 RESULTS = Path(__file__).resolve().parent / "results" / "grouping.json"
 NUM_BEHAVIORS = 4
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-per-group", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
+    args = parse_cli(parser, argv)
     shape = {"max_groups": args.max_groups, "max_per_group": args.max_per_group}
 
     small = synthetic_batch(8, 300, 40, seed=1)
@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     rows = []
-    for length in tqdm([int(x) for x in args.lengths.split(",")], desc="L"):
+    bar = progress([int(x) for x in args.lengths.split(",")], desc="L")
+    for length in bar:
         inputs = synthetic_batch(args.batch, length, args.groups)
         op_seconds = best_seconds(
             lambda inputs=inputs: group_behaviors(**inputs, **shape, num_behaviors=NUM_BEHAVIORS),
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
             "speedup": round(pandas_seconds / op_seconds, 1),
         }
         rows.append(row)
-        tqdm.write(json.dumps(row))
+        bar.write(json.dumps(row))
 
     result = {
         "benchmark": "grouping",

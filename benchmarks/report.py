@@ -1,10 +1,13 @@
-"""Render the README "Results" section from ``benchmarks/results/*.json``.
+"""Render the results from ``benchmarks/results/*.json``: docs/results.md and the README summary.
 
 Usage::
 
-    python -m benchmarks.report            # rewrite README.md between the results markers
-    python -m benchmarks.report --check    # exit 1 if README.md is not what the JSON renders
-    python -m benchmarks.report --print    # print the section only
+    python -m benchmarks.report            # rewrite both, between their markers
+    python -m benchmarks.report --check    # exit 1 if either is not what the JSON renders
+    python -m benchmarks.report --print    # print the docs/results.md section only
+
+docs/results.md holds every table between the results markers; README.md holds a short summary
+(:mod:`benchmarks.summary`) between the summary markers.
 
 Each block names the command that produced it and where it was measured (machine, date,
 commit). The main job's summary (``runs/main/summary.json``) is copied into
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -22,10 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import REPO_ROOT, RESULTS_DIR, fmt, markdown_table, read_json
+from benchmarks.summary import render_summary
+from pipelines.console import parse_cli
 
 README = REPO_ROOT / "README.md"
+DOC = REPO_ROOT / "docs" / "results.md"
 BEGIN = "<!-- results:begin (python -m benchmarks.report) -->"
 END = "<!-- results:end -->"
+SUMMARY_BEGIN = "<!-- summary:begin (python -m benchmarks.report) -->"
+SUMMARY_END = "<!-- summary:end -->"
 MAIN_SUMMARY = REPO_ROOT / "runs" / "main" / "summary.json"
 
 PAPERS = (
@@ -63,11 +72,16 @@ def main_job_section(results: Path) -> str | None:
     return "\n\n".join(lines)
 
 
-def quality_sections(results: Path) -> list[str]:
+def image(path: Path, name: str, base: Path) -> str:
+    """A markdown image of ``path`` linked relative to the folder of the page (``base``)."""
+    return f"![{name}]({Path(os.path.relpath(path, base)).as_posix()})"
+
+
+def quality_sections(results: Path, base: Path = DOC.parent) -> list[str]:
     paths = sorted(results.glob("quality_*.json"))
     if not paths:
         return []
-    from benchmarks.quality import render_quality_markdown
+    from benchmarks.quality.report import render_quality_markdown
 
     sections = []
     for path in paths:
@@ -77,7 +91,7 @@ def quality_sections(results: Path) -> list[str]:
         sections.append(render_quality_markdown(data))
         png = path.with_suffix(".png")
         if png.is_file():
-            sections.append(f"![{path.stem}]({png.relative_to(REPO_ROOT).as_posix()})")
+            sections.append(image(png, path.stem, base))
     if sections:
         sections.append(PAPERS)
     return sections
@@ -89,7 +103,7 @@ def verdict(targets: dict[str, Any], key: str) -> str:
     return "not measured" if met is None else ("met" if met else "missed")
 
 
-def cost_section(results: Path) -> str | None:
+def cost_section(results: Path, base: Path = DOC.parent) -> str | None:
     data = read_json(results / "cost.json")
     if not data or data["settings"].get("smoke"):
         return None
@@ -111,8 +125,8 @@ def cost_section(results: Path) -> str | None:
         f"the largest L / at L={t['length']:,} = {t.get('dmgin_encoder_saved_growth')} "
         f"(<= {bound.get('dmgin_encoder_saved_growth_max', float('nan')):g}: "
         f"{verdict(t, 'dmgin_encoder_saved_growth')}).{_full_lookup_ratios(t)} Why any missed "
-        "ones are missed: README, Benchmarks, *Reading the cost targets*.",
-        "![cost](benchmarks/results/cost.png)",
+        "ones are missed: docs/benchmarks.md, *Reading the cost targets*.",
+        image(results / "cost.png", "cost", base),
         where(data.get("environment")),
     ]
     return "\n\n".join(lines)
@@ -200,17 +214,18 @@ def content_section(results: Path) -> str | None:
     )
 
 
-def render(results: Path = RESULTS_DIR) -> str:
-    """The whole Results section (without the markers)."""
+def render(results: Path = RESULTS_DIR, base: Path = DOC.parent) -> str:
+    """The whole results section of docs/results.md (without the markers); images relative to
+    ``base``."""
     blocks = ["## Results", "Rendered by `python -m benchmarks.report` from `benchmarks/results/`."]
     main = main_job_section(results)
     if main:
         blocks.append(main)
-    quality = quality_sections(results)
+    quality = quality_sections(results, base)
     blocks += quality or ["_No quality benchmark results yet (`python -m benchmarks.quality`)._"]
     builders: list[Callable[[Path], str | None]] = [
         encoders_section,
-        cost_section,
+        lambda r: cost_section(r, base),
         data_section,
         content_section,
     ]
@@ -227,43 +242,57 @@ def refresh_main_summary(results: Path) -> None:
         shutil.copyfile(MAIN_SUMMARY, target)
 
 
-def replace_section(readme: str, section: str) -> str:
-    if BEGIN not in readme or END not in readme:
-        raise SystemExit(f"{README}: markers {BEGIN!r} / {END!r} are missing")
-    head, rest = readme.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{section}{END}{tail}"
+def replace_section(
+    text: str, section: str, path: Path = DOC, begin: str = BEGIN, end: str = END
+) -> str:
+    """``text`` with what lies between ``begin`` and ``end`` replaced by ``section``."""
+    if begin not in text or end not in text:
+        raise SystemExit(f"{path}: markers {begin!r} / {end!r} are missing")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{section}{end}{tail}"
+
+
+def _write_or_check(path: Path, current: str, updated: str, check: bool) -> int:
+    if updated == current:
+        return 0
+    if check:
+        diff = difflib.unified_diff(current.splitlines(), updated.splitlines(), lineterm="")
+        print("\n".join(list(diff)[:60]), file=sys.stderr)
+        print(f"{path} is stale: run python -m benchmarks.report", file=sys.stderr)
+        return 1
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(updated)
+    tmp.replace(path)
+    print(f"updated the results in {path}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--readme", type=Path, default=README, help="page with the summary")
+    parser.add_argument("--doc", type=Path, default=DOC, help="page with every table")
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--check", action="store_true", help="fail if the README is stale")
-    mode.add_argument("--print", action="store_true", help="print the section only")
-    args = parser.parse_args(argv)
-    args.results = args.results.resolve()  # image links are made relative to the repo
+    mode.add_argument("--check", action="store_true", help="fail if either page is stale")
+    mode.add_argument("--print", action="store_true", help="print the docs section only")
+    args = parse_cli(parser, argv)
+    args.results = args.results.resolve()  # image links are made relative to the pages
     if not args.check and args.results == RESULTS_DIR:
         refresh_main_summary(args.results)
-    section = render(args.results)
+    section = render(args.results, args.doc.resolve().parent)
     if args.print:
         print(section)
         return 0
-    current = args.readme.read_text()
-    updated = replace_section(current, section)
-    if args.check:
-        if updated != current:
-            diff = difflib.unified_diff(current.splitlines(), updated.splitlines(), lineterm="")
-            print("\n".join(list(diff)[:60]), file=sys.stderr)
-            print(f"{args.readme} is stale: run python -m benchmarks.report", file=sys.stderr)
-            return 1
-        return 0
-    tmp = args.readme.with_name(args.readme.name + ".tmp")
-    tmp.write_text(updated)
-    tmp.replace(args.readme)
-    print(f"updated the Results section of {args.readme}")
-    return 0
+    doc, readme = args.doc.read_text(), args.readme.read_text()
+    new_doc = replace_section(doc, section, args.doc)
+    summary = render_summary(args.results, main_job_section(args.results))
+    new_readme = replace_section(readme, summary, args.readme, SUMMARY_BEGIN, SUMMARY_END)
+    codes = [
+        _write_or_check(args.doc, doc, new_doc, args.check),
+        _write_or_check(args.readme, readme, new_readme, args.check),
+    ]
+    return max(codes)
 
 
 if __name__ == "__main__":

@@ -174,7 +174,7 @@ class LifelongCTRModel(nn.Module):
         ``model(batch).logits`` for the batch whose candidate is c. The history is looked up
         once, not C times, and DMGIN encodes it once (``forward_candidates``); the other
         encoders score C copies of it. Meant for an unsharded model in eval mode, e.g. one
-        loaded by ``pipelines.plain_model.load_plain_model`` from a trainer checkpoint.
+        loaded by ``pipelines.serve.plain_model.load_plain_model`` from a trainer checkpoint.
 
         Example:
             >>> from pipelines.data.batch import random_batch

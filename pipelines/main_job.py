@@ -21,11 +21,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipelines import prepare as prepare_cli
-from pipelines.config import load_config
+from pipelines.console import parse_cli
+from pipelines.data import prepare as prepare_cli
 from pipelines.data.prepared import PreparedDataset
-from pipelines.floor import floor_predictions
-from pipelines.provenance import git_state, utc_now
+from pipelines.evaluate.floor import floor_predictions
+from pipelines.train.config import load_config
+from pipelines.train.provenance import git_state, utc_now
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS = {
@@ -65,13 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=REPO_ROOT / "runs" / "main")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset")
     parser.add_argument("overrides", nargs="*", help="key=value overrides for every model")
-    args = parser.parse_args(argv)
+    args = parse_cli(parser, argv)
 
     dataset = ensure_dataset(args.data_dir, args.dataset)
     name = dataset.manifest["dataset"]
     floor = floor_predictions(dataset, "test")["metrics"]
     rows = [("floor (no model)", floor, None)]
-    from pipelines.train import train  # heavy imports only when training
+    from pipelines.train.trainer import train  # heavy imports only when training
 
     for model in args.models.split(","):
         output = args.runs / model.lower()

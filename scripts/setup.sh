@@ -20,9 +20,19 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "[setup] installing the ${flavor} stack from ${req} (first run takes about a minute)"
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -r "$req"
-    .venv/bin/python -m pip check
+    # pip's own notices (index locations, setuptools' editable-install banner) go to a log,
+    # shown only when a step fails, so that the command prints its own lines
+    log=".venv/install.log"
+    : > "$log"
+    for step in "pip install --upgrade pip" "pip install -r $req" "pip check"; do
+        # shellcheck disable=SC2086
+        if ! .venv/bin/python -m $step >> "$log" 2>&1; then
+            echo "[setup] '$step' failed; its output ($log):" >&2
+            tail -n 60 "$log" >&2
+            exit 1
+        fi
+    done
+    echo "[setup] installed; pip check clean (details: $log)"
     echo "$want" > "$stamp"
 fi
 .venv/bin/python - <<'PY'

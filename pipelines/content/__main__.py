@@ -20,6 +20,7 @@ import shlex
 import sys
 from collections.abc import Callable
 
+from pipelines.console import parse_cli
 from pipelines.content import cluster, csft, embed
 
 DEFAULT_CLUSTER_FLAGS = "--k 256"
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_CLUSTER_FLAGS,
         help=f"flags of pipelines.content.cluster (default: {DEFAULT_CLUSTER_FLAGS!r})",
     )
-    args = parser.parse_args(argv)
+    args = parse_cli(parser, argv)
     for name, step in steps():
         flags = ["--dataset", args.dataset, *shlex.split(getattr(args, name))]
         print(f"[content] {name}: {shlex.join(flags)}", flush=True)

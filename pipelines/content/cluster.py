@@ -31,8 +31,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from sklearn.cluster import KMeans, MiniBatchKMeans
-from tqdm import tqdm
 
+from pipelines.console import parse_cli, progress
 from pipelines.content.embed import content_dir, load_item_matrix, write_files_atomically
 from pipelines.content.report import balance_report, compression_stats, plot_report
 from pipelines.data.prepared import DataError, PreparedDataset
@@ -145,7 +145,7 @@ def search_k_for_ratio(
         return value
 
     low, high = 1, embeddings.shape[0]
-    for _ in tqdm(range(max_steps), desc="search K", unit="fit"):
+    for _ in progress(range(max_steps), desc="search K", unit="fit"):
         if high - low <= 1:
             break
         mid = int(round(np.sqrt(low * high)))  # bisection in log K
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embeddings", default="raw", choices=["raw", "aligned"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-plot", action="store_true")
-    args = parser.parse_args(argv)
+    args = parse_cli(parser, argv)
     try:
         result = run(
             args.dataset,

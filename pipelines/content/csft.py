@@ -37,9 +37,9 @@ import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from components.layers.mlp import MLP
+from pipelines.console import parse_cli, progress
 from pipelines.content.embed import (
     content_dir,
     load_item_matrix,
@@ -289,7 +289,7 @@ def train_csft(dataset: str | os.PathLike[str], config: CSFTConfig | None = None
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
     losses: list[float] = []
-    progress = tqdm(total=total, desc="c-sft", unit="step")
+    bar = progress(total=total, desc="c-sft", unit="step")
     step = 0
     while step < total:
         order = torch.from_numpy(rng.permutation(train_q.size))
@@ -312,9 +312,9 @@ def train_csft(dataset: str | os.PathLike[str], config: CSFTConfig | None = None
             queue_ids = torch.cat([q_ids, p_ids, queue_ids])[: cfg.queue_size]
             losses.append(loss.item())
             step += 1
-            progress.update(1)
-            progress.set_postfix(loss=f"{losses[-1]:.3f}", tau=f"{tau.item():.3f}")
-    progress.close()
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", tau=f"{tau.item():.3f}")
+    bar.close()
 
     head.eval()
     with torch.no_grad():
@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue-size", type=int, default=CSFTConfig.queue_size)
     parser.add_argument("--lr", type=float, default=CSFTConfig.lr)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    args = parse_cli(parser, argv)
     cfg = CSFTConfig(
         window=args.window,
         baskets=args.baskets,

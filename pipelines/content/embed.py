@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
+from pipelines.console import parse_cli, progress
 from pipelines.data.prepared import DataError, PreparedDataset
 
 #: any callable mapping n texts to an ``[n, d]`` array
@@ -189,7 +189,7 @@ def encode_texts(
             todo[key] = text
     fresh: dict[str, np.ndarray] = {}
     pending = list(todo.items())
-    for start in tqdm(
+    for start in progress(
         range(0, len(pending), batch_size), desc="encode", unit="batch", disable=not pending
     ):
         chunk = pending[start : start + batch_size]
@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-file", default=None, help="existing embeddings (.parquet/.npy)")
     parser.add_argument("--cache", default=None, help="cache parquet (default DIR/content/)")
     parser.add_argument("--batch-size", type=int, default=256)
-    args = parser.parse_args(argv)
+    args = parse_cli(parser, argv)
     try:
         encoder = load_encoder(args.encoder) if args.encoder else None
         result = embed_dataset(

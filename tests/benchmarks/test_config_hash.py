@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.variants import config_hash
-from pipelines.config import load_config
+from benchmarks.quality.variants import config_hash
+from pipelines.train.config import load_config
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "configs" / "ml1m_dmgin.yaml"
 

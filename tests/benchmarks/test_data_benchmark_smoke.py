@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from benchmarks.data import main
-from pipelines.prepare import default_data_root
+from pipelines.data.prepare import default_data_root
 
 LOADER_KEYS = {
     "history_length", "users", "batch_size", "epochs", "events_load_seconds", "seconds",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.provenance import git_state
+from pipelines.train.provenance import git_state
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git binary")
 

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from benchmarks.quality_plan import PlannedRun, runs_at_chosen_rates
-from benchmarks.quality_report import (
+from benchmarks.quality.plan import PlannedRun, runs_at_chosen_rates
+from benchmarks.quality.report import (
     quality_targets,
     rates_at_grid_edge,
     render_quality_markdown,
     summarize,
 )
-from benchmarks.variants import VARIANTS
+from benchmarks.quality.variants import VARIANTS
 
 
 def _record(name: str, lr: float, seed: int, valid: float, test: float) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.quality import SMOKE_MODELS, main, merge_settings
-from benchmarks.variants import VARIANTS
+from benchmarks.quality.run import SMOKE_MODELS, main, merge_settings
+from benchmarks.quality.variants import VARIANTS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SMOKE = SMOKE_MODELS.split(",")

@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 
 from pipelines.data.loader import build_batch, gather_histories
+from pipelines.data.prepare import main
 from pipelines.data.prepared import SPLITS, EventLog, PreparedDataset
-from pipelines.prepare import main
 
 NAMES = ("movielens-100k", "movielens-1m-u2999", "instacart-u593", "taobao-tail10k", "taobao-slice")
 

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from pipelines.data import build
+from pipelines.data.prepare import main
 from pipelines.data.prepared import SPLITS, DataError
-from pipelines.prepare import main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HEADER = ["uid", "iid", "t", "r", "dwell", "clicked"]

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.data.prepared import EventLog, PreparedDataset
-from pipelines.repeat_count import (
+from pipelines.evaluate.repeat_count import (
     repeat_count_predictions,
     repeat_counts,
     repeat_counts_reference,

@@ -15,7 +15,7 @@ from components.model import LifelongCTRModel, ModelConfig, Vocab
 from pipelines.data.loader import LoaderConfig, SampleLoader
 from pipelines.data.prepared import PreparedDataset
 from pipelines.data.synthetic import SyntheticConfig, write_synthetic_dataset
-from pipelines.model_wrapper import TrainWrapper
+from pipelines.train.model_wrapper import TrainWrapper
 
 CONTENT_DIM = 12
 

@@ -20,7 +20,7 @@ from components.encoders.base import History, Query, SequenceEncoder
 from components.encoders.registry import build_encoder
 from components.model import LifelongCTRModel, ModelConfig, Vocab
 from pipelines.data.batch import random_batch, restrict_item_lookup
-from pipelines.lookup_plan import LookupPlanner
+from pipelines.train.lookup_plan import LookupPlanner
 
 from .inputs import SMALL_WINDOWS, SPEC, make_inputs
 

@@ -10,9 +10,9 @@ import torch
 
 from components.encoders.registry import ENCODERS, build_encoder, resolve_encoder
 from components.model import LifelongCTRModel, ModelConfig, Vocab
-from pipelines.config import ConfigError, load_config
 from pipelines.data.batch import random_batch
-from pipelines.model_wrapper import TrainWrapper
+from pipelines.train.config import ConfigError, load_config
+from pipelines.train.model_wrapper import TrainWrapper
 
 CUSTOM_MODULE = textwrap.dedent(
     '''

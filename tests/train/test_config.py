@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import ConfigError, load_config
-from pipelines.train import main
+from pipelines.train.config import ConfigError, load_config
+from pipelines.train.trainer import main
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -21,16 +21,16 @@ from torch import nn
 
 from components.encoders.base import History, Query, SequenceEncoder
 from components.model import LifelongCTRModel, ModelConfig
-from pipelines import export as export_mod
-from pipelines import score as score_mod
-from pipelines import scorer as scorer_mod
-from pipelines.checkpoint import TrainerState, save_checkpoint
-from pipelines.config import ExperimentConfig, to_dict
 from pipelines.data.loader import LoaderConfig, SampleLoader
 from pipelines.data.prepared import PreparedDataset
-from pipelines.distributed import free_port
-from pipelines.model_setup import build_vocab
-from pipelines.model_wrapper import TrainWrapper
+from pipelines.serve import export as export_mod
+from pipelines.serve import score as score_mod
+from pipelines.serve import scorer as scorer_mod
+from pipelines.train.checkpoint import TrainerState, save_checkpoint
+from pipelines.train.config import ExperimentConfig, to_dict
+from pipelines.train.distributed import free_port
+from pipelines.train.model_setup import build_vocab
+from pipelines.train.model_wrapper import TrainWrapper
 
 from .conftest import write_config
 

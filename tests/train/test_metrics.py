@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import log_loss, roc_auc_score
 
-from pipelines.metrics import compute_metrics, grouped_auc, grouped_auc_reference
+from pipelines.evaluate.metrics import compute_metrics, grouped_auc, grouped_auc_reference
 
 
 def _sklearn_gauc(y: np.ndarray, p: np.ndarray, users: np.ndarray) -> float:

@@ -14,12 +14,19 @@ import pytest
 import torch
 import torch.distributed.checkpoint as dcp
 
-from pipelines.distributed import free_port
+from pipelines.train.distributed import free_port
 
 from .conftest import write_config
 
 pytestmark = pytest.mark.distributed
 REPO = Path(__file__).resolve().parents[2]
+
+
+def assert_only_own_lines(output: str) -> None:
+    """What the trainer printed to a pipe: no third-party warning, no carriage return."""
+    assert "\r" not in output
+    warnings = [line for line in output.splitlines() if "warning" in line.lower()]
+    assert warnings == []
 
 
 def _env() -> dict[str, str]:
@@ -56,6 +63,7 @@ def _run(config: Path, nproc: int = 1, *extra: str) -> dict:
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
+    assert_only_own_lines(proc.stdout + proc.stderr)
     output = json.loads(
         Path(config).read_text().split("output_dir: ")[1].split("\n")[0].join(['"', '"'])
     )

@@ -8,9 +8,9 @@ Usage (one process, or any number under torchrun)::
 
 Every embedding table is sharded by DistributedModelParallel (table-wise or column-wise, chosen
 by the planner; both work on CPU) and updated by a fused in-backward optimizer; all other
-parameters by Adam/AdamW (``pipelines.model_setup``). Training runs through
+parameters by Adam/AdamW (``pipelines.train.model_setup``). Training runs through
 ``TrainPipelineSparseDist``. After each epoch the valid split is scored (AUC, GAUC, logloss;
-``pipelines.evaluation``); ``metrics.jsonl`` gets one line per evaluation,
+``pipelines.evaluate.evaluation``); ``metrics.jsonl`` gets one line per evaluation,
 TensorBoard gets the same scalars, and ``metrics.json`` holds the final summary.
 """
 
@@ -31,21 +31,21 @@ import pandas as pd
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
-from tqdm import tqdm
 
-from pipelines.checkpoint import (
+from pipelines.console import parse_cli, progress
+from pipelines.data.loader import LoaderConfig, SampleLoader
+from pipelines.evaluate.evaluation import evaluate
+from pipelines.train.checkpoint import (
     TrainerState,
     latest_checkpoint,
     load_checkpoint,
     restore_rng,
     save_checkpoint,
 )
-from pipelines.config import ConfigError, ExperimentConfig, load_config, to_dict
-from pipelines.data.loader import LoaderConfig, SampleLoader
-from pipelines.distributed import DistributedContext, init_distributed, shutdown
-from pipelines.evaluation import evaluate
-from pipelines.lookup_plan import LookupPlanner
-from pipelines.model_setup import build_model, shard_model
+from pipelines.train.config import ConfigError, ExperimentConfig, load_config, to_dict
+from pipelines.train.distributed import DistributedContext, init_distributed, shutdown
+from pipelines.train.lookup_plan import LookupPlanner
+from pipelines.train.model_setup import build_model, shard_model
 
 
 def seed_everything(seed: int) -> None:
@@ -133,12 +133,12 @@ def train(config: ExperimentConfig, resume: str | bool = False) -> dict[str, Any
         if planner is not None:
             batches = planner.over(batches)
         pipeline = TrainPipelineSparseDist(dmp, optimizer, ctx.device)
-        bar = tqdm(
+        bar = progress(
             total=steps_per_epoch,
             initial=state.step_in_epoch,
             desc=f"epoch {epoch}",
+            unit="step",
             disable=not ctx.is_main,
-            dynamic_ncols=True,
         )
         epoch_start = time.time()
         running = []
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         "--resume-from", metavar="DIR", help="resume from this checkpoint directory"
     )
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.epochs=2")
-    args = parser.parse_args(argv)
+    args = parse_cli(parser, argv)
     try:
         config = load_config(args.config, args.overrides)
     except ConfigError as err:

@@ -20,7 +20,8 @@ import torch
 from torch.distributed.checkpoint.api import CheckpointException
 
 from components.model import LifelongCTRModel, Vocab
-from pipelines.checkpoint import (
+from pipelines.data.prepared import DataError, PreparedDataset
+from pipelines.train.checkpoint import (
     CONFIG_FILE,
     TRAINER_STATE,
     TrainerState,
@@ -28,10 +29,9 @@ from pipelines.checkpoint import (
     load_checkpoint,
     read_config,
 )
-from pipelines.config import ConfigError, ExperimentConfig, config_from_dict
-from pipelines.data.prepared import DataError, PreparedDataset
-from pipelines.model_setup import build_vocab
-from pipelines.model_wrapper import TrainWrapper
+from pipelines.train.config import ConfigError, ExperimentConfig, config_from_dict
+from pipelines.train.model_setup import build_vocab
+from pipelines.train.model_wrapper import TrainWrapper
 
 #: buffers whose size comes from side data rather than the vocabulary (read from the checkpoint)
 _DATA_SIZED_BUFFERS = ("head.item_to_group", "head.encoder.content")

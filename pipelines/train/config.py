@@ -85,7 +85,7 @@ class TrainConfig:
     aux_loss_weight: weight of auxiliary losses (SIMSoft's GSU task).
     save_predictions: write predictions_{split}.parquet at every evaluation.
     eval_test: also evaluate the test split at the end.
-    lookup_plan: look up only the history rows the encoder reads (``pipelines.lookup_plan``);
+    lookup_plan: look up only the history rows the encoder reads (``pipelines.train.lookup_plan``);
         same outputs and gradients as looking up all of them, O(R) rows instead of O(N).
     """
 

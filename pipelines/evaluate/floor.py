@@ -7,7 +7,7 @@ items unseen in training fall back to the global rate.
 
 Usage::
 
-    python -m pipelines.floor --dataset data/ml1m [--split test] [--alpha 10]
+    python -m pipelines.evaluate.floor --dataset data/ml1m [--split test] [--alpha 10]
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipelines.console import parse_cli
 from pipelines.data.prepared import PreparedDataset
-from pipelines.metrics import compute_metrics
+from pipelines.evaluate.metrics import compute_metrics
 
 
 def smoothed_rate(keys: np.ndarray, labels: np.ndarray, size: int, alpha: float) -> np.ndarray:
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", choices=["valid", "test"])
     parser.add_argument("--alpha", type=float, default=10.0, help="smoothing pseudo-count")
     parser.add_argument("--out", type=Path, default=None, help="write metrics JSON here")
-    args = parser.parse_args(argv)
+    args = parse_cli(parser, argv)
     result = floor_predictions(PreparedDataset.open(args.dataset), args.split, args.alpha)
     metrics = {k: float(v) for k, v in result["metrics"].items()}
     print(json.dumps({"model": "floor", "split": args.split, **metrics}, sort_keys=True))

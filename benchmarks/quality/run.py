@@ -4,8 +4,8 @@ For each (variant, learning rate, seed) a fresh child process runs::
 
     python -m pipelines.train --config recipes/configs/<prefix>_<recipe>.yaml key=value...
 
-with the variant's overrides (:mod:`benchmarks.variants`), the dataset's paths
-(:mod:`benchmarks.quality_data`), ``optim.dense_lr`` from the grid, ``train.epochs``, the seed
+with the variant's overrides (:mod:`benchmarks.quality.variants`), the dataset's paths
+(:mod:`benchmarks.quality.data`), ``optim.dense_lr`` from the grid, ``train.epochs``, the seed
 (``train.seed`` and ``loader.seed``), no mid-epoch checkpoints, and ``train.output_dir`` under
 ``runs/bench/quality/<dataset>/<variant>/lr<lr>_s<seed>``. The child's output goes to
 ``bench.log`` there; its ``metrics.json`` gives valid/test AUC, GAUC, logloss, train seconds and
@@ -19,10 +19,10 @@ a run already recorded as ok with the same hash is skipped, so a killed benchmar
 where it stopped and a changed recipe re-runs only what it changes. A failed run is recorded
 with its log tail and the benchmark goes on; the exit code is 1 when any run failed.
 
-The learning rate is chosen per model by mean valid AUC over seeds (:mod:`quality_report`);
+The learning rate is chosen per model by mean valid AUC over seeds (:mod:`benchmarks.quality.report`);
 ``quality_<dataset>.md`` and ``.png`` are rewritten from the JSON at the end. With
 ``--lr-search-seeds`` the grid runs on those seeds first; the other ``--seeds`` then run only at
-each model's rate chosen from what is recorded (:func:`quality_plan.runs_at_chosen_rates`).
+each model's rate chosen from what is recorded (:func:`benchmarks.quality.plan.runs_at_chosen_rates`).
 
 Usage::
 
@@ -41,8 +41,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from benchmarks.common import (
     REPO_ROOT,
     RESULTS_DIR,
@@ -56,7 +54,7 @@ from benchmarks.common import (
     utc_now,
     write_text_atomic,
 )
-from benchmarks.quality_data import (
+from benchmarks.quality.data import (
     DATASETS,
     dataset_facts,
     ensure_content,
@@ -65,7 +63,7 @@ from benchmarks.quality_data import (
     floor_metrics,
     repeat_count_metrics,
 )
-from benchmarks.quality_plan import (
+from benchmarks.quality.plan import (
     LR_KEY,
     PlannedRun,
     display_path,
@@ -74,11 +72,12 @@ from benchmarks.quality_plan import (
     runs_at_chosen_rates,
     shared_settings,
 )
-from benchmarks.quality_report import plot_quality, render_quality_markdown, summarize
-from benchmarks.variants import (
+from benchmarks.quality.report import plot_quality, render_quality_markdown, summarize
+from benchmarks.quality.variants import (
     VARIANTS,
     parse_models,
 )
+from pipelines.console import parse_cli, progress
 
 __all__ = ["main", "render_quality_markdown", "summarize"]
 
@@ -186,7 +185,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--timeout", type=float, default=None, help="seconds per run (default: none)"
     )
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic run (< 1 minute)")
-    args = parser.parse_args(argv)
+    args = parse_cli(parser, argv)
     if args.smoke:
         if args.dataset not in (None, "synthetic-smoke"):
             parser.error("--smoke uses the synthetic-smoke dataset")
@@ -268,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = {"trained": 0, "skipped": 0, "failed": 0}
 
     def run_stage(stage: list[PlannedRun], label: str, results: dict[str, Any]) -> dict[str, Any]:
-        bar = tqdm(stage, desc=f"quality {spec.name}{label}", unit="run", dynamic_ncols=True)
+        bar = progress(stage, desc=f"quality {spec.name}{label}", unit="run")
         for run in bar:
             bar.set_postfix_str(f"{run.variant.name} {run.key}")
             previous = results.get("runs", {}).get(run.variant.name, {}).get(run.key)
@@ -279,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             record["finished"] = utc_now()
             counts["trained" if record["status"] == "ok" else "failed"] += 1
             if record["status"] != "ok":
-                tqdm.write(
+                bar.write(
                     f"FAILED {run.variant.name} {run.key}: {record['error']} ({record['log']})"
                 )
 
@@ -296,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     if rest:  # second stage: the other seeds at each model's chosen rate only
         confirm, missing = runs_at_chosen_rates(rest, results)
         for name in missing:
-            tqdm.write(f"{name}: no successful run to choose a learning rate from; not run")
+            print(f"{name}: no successful run to choose a learning rate from; not run")
         results = run_stage(confirm, " (chosen rates)", results)
         plan = search + confirm
 

@@ -9,9 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import REPO_ROOT
-from benchmarks.quality_data import DatasetSpec
-from benchmarks.quality_report import summarize
-from benchmarks.variants import VARIANTS, Variant, config_hash, config_overrides, recipe_path
+from benchmarks.quality.data import DatasetSpec
+from benchmarks.quality.report import summarize
+from benchmarks.quality.variants import (
+    VARIANTS,
+    Variant,
+    config_hash,
+    config_overrides,
+    recipe_path,
+)
 
 LR_KEY = "optim.dense_lr"
 
@@ -72,7 +78,7 @@ def plan_runs(
     content: Path | None,
 ) -> list[PlannedRun]:
     """Every (variant, lr, seed), its config loaded and validated before anything trains."""
-    from pipelines.config import load_config, to_dict
+    from pipelines.train.config import load_config, to_dict
 
     tokens = {str(root): f"<{spec.name}>"}
     plan = []
@@ -156,7 +162,7 @@ def runs_at_chosen_rates(
 ) -> tuple[list[PlannedRun], list[str]]:
     """The runs of ``plan`` at their model's chosen learning rate, and the models without one.
 
-    The rate is the one :func:`benchmarks.quality_report.summarize` picks from the recorded
+    The rate is the one :func:`benchmarks.quality.report.summarize` picks from the recorded
     ``results`` (valid AUC only, compared on the seeds every rate of the model has), so a second
     stage spends its seeds on one rate per model. A model of ``plan`` with no successful
     recorded run has no chosen rate: none of its runs is returned and it is listed.

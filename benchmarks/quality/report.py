@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import fmt, fmt_mean_std, markdown_table, mean_std
-from benchmarks.variants import QUALITY_MODELS, VARIANTS
+from benchmarks.quality.variants import QUALITY_MODELS, VARIANTS
 
 METRIC_NOTE = (
     "AUC: plain ROC AUC over all samples of the split. GAUC: per-user AUC weighted by the "

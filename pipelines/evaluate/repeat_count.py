@@ -1,6 +1,6 @@
 """The repeat-count reference: how often the sample's own history already holds its candidate.
 
-A second no-model row beside the floor (``pipelines.floor``). Where a label protocol rewards
+A second no-model row beside the floor (``pipelines.evaluate.floor``). Where a label protocol rewards
 buying again (Instacart: a basket's products are the positives, most of them reorders, the
 negatives are products from the same aisle not in the basket), "has the user had this exact
 item before" alone ranks samples well, and a sequence model is only worth its cost by how far it
@@ -10,7 +10,7 @@ history the model sees: the events strictly before the sample (``cutoff``), neve
 
 Usage::
 
-    python -m pipelines.repeat_count --dataset data/instacart [--split test]
+    python -m pipelines.evaluate.repeat_count --dataset data/instacart [--split test]
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import sys
 
 import numpy as np
 
+from pipelines.console import parse_cli
 from pipelines.data.prepared import EventLog, PreparedDataset
-from pipelines.floor import smoothed_rate, splits_before
-from pipelines.metrics import compute_metrics
+from pipelines.evaluate.floor import smoothed_rate, splits_before
+from pipelines.evaluate.metrics import compute_metrics
 
 
 def repeat_counts_reference(
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", choices=["valid", "test"])
     parser.add_argument("--max-count", type=int, default=20, help="counts above share a rate")
     parser.add_argument("--alpha", type=float, default=10.0, help="smoothing pseudo-count")
-    args = parser.parse_args(argv)
+    args = parse_cli(parser, argv)
     dataset = PreparedDataset.open(args.dataset)
     result = repeat_count_predictions(dataset, args.split, args.max_count, args.alpha)
     seen = float(np.mean(result["counts"] > 0))

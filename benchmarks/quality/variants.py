@@ -1,7 +1,7 @@
 """The models the benchmarks compare, each one a recipe config plus ``key=value`` overrides.
 
 Every variant starts from ``recipes/configs/<prefix>_<recipe>.yaml`` (``ml1m_*`` or
-``instacart_*``), loaded with :func:`pipelines.config.load_config`, so the benchmarks train
+``instacart_*``), loaded with :func:`pipelines.train.config.load_config`, so the benchmarks train
 exactly what the recipes train; only the overrides listed here (and the benchmark's own
 dataset paths, learning rate, epochs and seed) change. DMGIN variants:
 
@@ -135,7 +135,7 @@ def config_hash(config: Any, tokens: dict[str, str]) -> str:
     token, so the same experiment hashes the same on any checkout; a changed recipe (or override)
     changes the hash, which makes the benchmarks re-run the affected runs.
     """
-    from pipelines.config import to_dict
+    from pipelines.train.config import to_dict
 
     raw = to_dict(config)
     raw["train"].pop("output_dir", None)

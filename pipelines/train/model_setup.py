@@ -26,10 +26,10 @@ from torchrec.optim.optimizers import in_backward_optimizer_filter
 from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 
 from components.model import LifelongCTRModel, Vocab
-from pipelines.config import ExperimentConfig
 from pipelines.data.prepared import PreparedDataset
-from pipelines.distributed import DistributedContext
-from pipelines.model_wrapper import TrainWrapper
+from pipelines.train.config import ExperimentConfig
+from pipelines.train.distributed import DistributedContext
+from pipelines.train.model_wrapper import TrainWrapper
 
 SPARSE_OPTIMIZER_CLASSES: dict[str, type] = {
     "rowwise_adagrad": RowWiseAdagrad,

@@ -169,9 +169,9 @@ def ensure_content(spec: DatasetSpec, root: Path) -> tuple[Path, str]:
 
 
 def floor_metrics(root: Path) -> dict[str, dict[str, float | None]]:
-    """The no-model floor (``pipelines.floor``) on the valid and test splits."""
+    """The no-model floor (``pipelines.evaluate.floor``) on the valid and test splits."""
     from pipelines.data.prepared import PreparedDataset
-    from pipelines.floor import floor_predictions
+    from pipelines.evaluate.floor import floor_predictions
 
     ds = PreparedDataset.open(root)
     return {
@@ -181,10 +181,10 @@ def floor_metrics(root: Path) -> dict[str, dict[str, float | None]]:
 
 
 def repeat_count_metrics(root: Path) -> dict[str, dict[str, float | None]]:
-    """The repeat-count reference (``pipelines.repeat_count``) on the valid and test splits,
+    """The repeat-count reference (``pipelines.evaluate.repeat_count``) on the valid and test splits,
     with the share of samples whose candidate the history already holds (``seen_share``)."""
     from pipelines.data.prepared import PreparedDataset
-    from pipelines.repeat_count import repeat_count_predictions
+    from pipelines.evaluate.repeat_count import repeat_count_predictions
 
     ds = PreparedDataset.open(root)
     events = ds.read_events()

@@ -15,9 +15,9 @@ from torchrec.distributed.train_pipeline import EvalPipelineSparseDist
 
 from pipelines.data.batch import Batch
 from pipelines.data.loader import SampleLoader
-from pipelines.distributed import DistributedContext
-from pipelines.lookup_plan import LookupPlanner
-from pipelines.metrics import compute_metrics
+from pipelines.evaluate.metrics import compute_metrics
+from pipelines.train.distributed import DistributedContext
+from pipelines.train.lookup_plan import LookupPlanner
 
 
 @torch.no_grad()
@@ -36,7 +36,7 @@ def evaluate(
     pipeline pulls it; batches come back in order, and the user ids of every output are checked
     against the recorded ones. Weight-0 rows (padding that keeps ranks' batch counts equal) are
     dropped on rank 0; the metrics are broadcast, the predictions frame stays on rank 0.
-    ``planner``: look up only the history rows the model reads (``pipelines.lookup_plan``).
+    ``planner``: look up only the history rows the model reads (``pipelines.train.lookup_plan``).
     """
     dmp.eval()
     pulled: deque[dict[str, np.ndarray]] = deque()  # appended by the pipeline's loading thread
