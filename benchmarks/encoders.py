@@ -11,25 +11,40 @@ share of a DMGIN step, and a pandas groupby of the same semantics (``benchmarks.
 Timings: median of ``--repeats`` after one warm-up, on a shared 2-core CPU (noisy); all in one
 process, one run, so ratios compare like with like.
 
+On a GPU (``--device cuda``, docs/gpu.md) the same step runs with the device synchronized around
+every timed run, in each ``--dtype`` (``fp32``; ``bf16``: autocast with float32 weights;
+``bf16-module``: module and embeddings in bfloat16), with the peak GPU memory of each
+configuration. ``--budget-s`` bounds the run: a configuration whose predicted time (its time at
+the previous L, scaled by L) or whose warm-up says it would not fit in what is left is skipped
+and recorded under ``skipped``, as is one that runs out of memory. This path needs plain torch
+only (no torchrec, fbgemm, yaml or tqdm): without the recipe loader the encoder configurations
+come from ``benchmarks/encoder_recipes.json``, a copy of the recipes' model sections that the
+test suite keeps equal to them (rewrite it with ``--write-recipe-snapshot``).
+
 Usage::
 
     python -m benchmarks.encoders                      # B=256, L in {100, 1k, 10k}
     python -m benchmarks.encoders --smoke --output /tmp/encoders.json
+    python -m benchmarks.encoders --device cuda --dtype fp32,bf16 --lengths 1000,10000,50000 \
+        --budget-s 300 --output benchmarks/results/encoders_cuda.json
 
-Results: printed and written to ``benchmarks/results/encoders.json``.
+Results: printed and written to ``benchmarks/results/encoders.json`` (``--output``).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
+import json
+import math
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from benchmarks.common import (
     RESULTS_DIR,
@@ -38,7 +53,15 @@ from benchmarks.common import (
     time_runs,
     write_json_atomic,
 )
-from benchmarks.grouping import group_behaviors_pandas
+from benchmarks.device import (
+    PRECISIONS,
+    device_info,
+    move_inputs,
+    precision_context,
+    resolve_device,
+    synchronize,
+    time_on_device,
+)
 from benchmarks.synthetic_inputs import (
     RECIPE_OF,
     SyntheticSizes,
@@ -49,7 +72,12 @@ from benchmarks.synthetic_inputs import (
 )
 from components.encoders.base import EncoderSpec, History, Query, SequenceEncoder
 from components.encoders.registry import build_encoder, encoder_config_class
+from components.model_config import ModelConfig
 from components.ops.grouping import group_behaviors
+from pipelines.console import parse_cli, progress
+
+#: the recipes' model sections, for machines that cannot load the recipes (no torchrec or yaml)
+RECIPE_SNAPSHOT = Path(__file__).with_name("encoder_recipes.json")
 
 #: rows beyond the recipes: (recipe model, encoder_config overrides), to show where cost goes
 EXTRA_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -65,15 +93,29 @@ TARGETS = {
 }
 
 
+def recipe_model(model: str) -> ModelConfig:
+    """The ``model`` section of ``model``'s recipe; from :data:`RECIPE_SNAPSHOT` where the recipe
+    loader cannot be imported (it needs torchrec and yaml)."""
+    try:
+        return recipe_model_config(model)
+    except ImportError:
+        return ModelConfig(**json.loads(RECIPE_SNAPSHOT.read_text())[model])
+
+
+def recipe_snapshot() -> dict[str, Any]:
+    """What :data:`RECIPE_SNAPSHOT` holds: every recipe's model section (needs the loader)."""
+    return {model: dataclasses.asdict(recipe_model_config(model)) for model in RECIPE_OF}
+
+
 def encoder_fields(model: str) -> dict[str, Any]:
     """The encoder config fields of ``model``: its recipe's, plus an extra variant's overrides."""
     base, extra = EXTRA_VARIANTS.get(model, (model, {}))
-    return {**recipe_model_config(base).encoder_config, **extra}
+    return {**recipe_model(base).encoder_config, **extra}
 
 
 def build(model: str, spec: EncoderSpec, sizes: SyntheticSizes) -> SequenceEncoder:
     """The encoder of ``model``'s recipe (CiUBM with a random frozen content table)."""
-    config = recipe_model_config(EXTRA_VARIANTS.get(model, (model, {}))[0])
+    config = recipe_model(EXTRA_VARIANTS.get(model, (model, {}))[0])
     encoder_config = encoder_config_class(config.encoder)(**encoder_fields(model))
     if config.encoder == "CiUBM":
         from components.encoders.ciubm import CiUBM
@@ -88,13 +130,19 @@ def median_ms(step: Callable[[], Any], repeats: int) -> tuple[float, list[float]
     return round(median, 2), [round(t, 2) for t in times]
 
 
-def fwd_bwd_step(encoder: SequenceEncoder, query: Query, history: History) -> Callable[[], None]:
+def fwd_bwd_step(
+    encoder: SequenceEncoder, query: Query, history: History, precision: str = "fp32"
+) -> Callable[[], None]:
+    device = query.embeddings.device
+
     def step() -> None:
         encoder.zero_grad(set_to_none=True)
         query.embeddings.grad = None
         history.embeddings.grad = None
-        interest, aux = encoder.forward_with_aux(query, history)
-        loss = interest.sum() + sum((logits.sum() for logits in aux.values()), torch.zeros(()))
+        with precision_context(device, precision):
+            interest, aux = encoder.forward_with_aux(query, history)
+        zero = torch.zeros((), device=device)
+        loss = interest.float().sum() + sum((logits.float().sum() for logits in aux.values()), zero)
         loss.backward()
 
     return step
@@ -113,10 +161,10 @@ def grouping_inputs(history: History) -> dict[str, torch.Tensor]:
 def measure_length(
     length: int, args: argparse.Namespace, sizes: SyntheticSizes, models: list[str]
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    spec = encoder_spec(recipe_model_config("DMGIN"), sizes)
+    spec = encoder_spec(recipe_model("DMGIN"), sizes)
     query, history = encoder_inputs(spec, args.batch, length, sizes, seed=length)
     rows = []
-    for model in tqdm(models, desc=f"L={length}", leave=False):
+    for model in progress(models, desc=f"L={length}", unit="model"):
         torch.manual_seed(0)
         encoder = build(model, spec, sizes).train()
         ms, all_ms = median_ms(fwd_bwd_step(encoder, query, history), args.repeats)
@@ -130,7 +178,7 @@ def measure_length(
             }
         )
         del encoder
-    dmgin = recipe_model_config("DMGIN").encoder_config
+    dmgin = recipe_model("DMGIN").encoder_config
     inputs = grouping_inputs(history)
     g, m = int(dmgin.get("max_groups", 32)), int(dmgin.get("max_per_group", 16))
     op_ms, _ = median_ms(
@@ -141,6 +189,8 @@ def measure_length(
     )
     grouping: dict[str, Any] = {"length": length, "batch": args.batch, "group_behaviors_ms": op_ms}
     if not args.skip_pandas:
+        from benchmarks.grouping import group_behaviors_pandas  # pandas: the CPU baseline only
+
         pandas_ms, _ = median_ms(
             lambda: group_behaviors_pandas(inputs, g, m, spec.num_behaviors),
             max(1, args.repeats - 2),
@@ -150,6 +200,98 @@ def measure_length(
     if "DMGIN" in step:
         grouping["share_of_dmgin_step"] = round(op_ms / step["DMGIN"], 3)
     return rows, grouping
+
+
+class Budget:
+    """Seconds left of ``--budget-s`` (unbounded when None)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+
+    def left(self) -> float:
+        return math.inf if self.deadline is None else self.deadline - time.monotonic()
+
+
+def measure_length_on_device(
+    length: int,
+    args: argparse.Namespace,
+    sizes: SyntheticSizes,
+    models: list[str],
+    device: torch.device,
+    budget: Budget,
+    seen: dict[tuple[str, str], tuple[int, float]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """:func:`measure_length` on ``device`` in every precision of ``args.dtype``, within
+    ``budget``: ``(rows, skipped, grouping)``. ``seen`` maps (model, precision) to its last
+    ``(L, ms)``, from which the time at this L is predicted (linear in L)."""
+    spec = encoder_spec(recipe_model("DMGIN"), sizes)
+    cpu_query, cpu_history = encoder_inputs(spec, args.batch, length, sizes, seed=length)
+    rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    base = {"length": length, "batch": args.batch, "device": str(device)}
+    for precision in args.dtype:
+        query, history = move_inputs(cpu_query, cpu_history, device, precision)
+        for model in progress(models, desc=f"L={length} {precision}", unit="model"):
+            where = {"model": model, **base, "precision": precision}
+            left = budget.left()
+            if (model, precision) in seen:
+                prev_length, prev_ms = seen[(model, precision)]
+                predicted_s = prev_ms / 1e3 * length / prev_length * (args.repeats + 1)
+                if predicted_s > left:
+                    skipped.append(
+                        {**where, "reason": f"predicted {predicted_s:.0f} s > {left:.0f} s left"}
+                    )
+                    continue
+            elif left <= 0:
+                skipped.append({**where, "reason": "time budget spent"})
+                continue
+            try:
+                torch.manual_seed(0)
+                encoder = build(model, spec, sizes).to(device).train()
+                if precision == "bf16-module":
+                    encoder = encoder.to(torch.bfloat16)
+                step = fwd_bwd_step(encoder, query, history, precision)
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                start = time.perf_counter()
+                step()  # the warm-up
+                synchronize(device)
+                warmup_ms = (time.perf_counter() - start) * 1e3
+                if warmup_ms / 1e3 * args.repeats > budget.left():
+                    reason = f"warm-up {warmup_ms:.0f} ms x {args.repeats} > time left"
+                    skipped.append({**where, "reason": reason, "warmup_ms": round(warmup_ms, 1)})
+                    continue
+                ms, runs = time_on_device(step, args.repeats, device, warmup=0)
+                row = {**where, "fwd_bwd_ms": round(ms, 3), "runs_ms": [round(t, 3) for t in runs]}
+                row["warmup_ms"] = round(warmup_ms, 1)
+                if device.type == "cuda":
+                    row["peak_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+                rows.append(row)
+                seen[(model, precision)] = (length, ms)
+            except torch.cuda.OutOfMemoryError as err:
+                skipped.append({**where, "reason": f"out of memory: {str(err)[:200]}"})
+            finally:
+                encoder = step = None  # type: ignore[assignment]
+                gc.collect()
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+        del query, history
+    dmgin = recipe_model("DMGIN").encoder_config
+    inputs = {k: v.to(device) for k, v in grouping_inputs(cpu_history).items()}
+    g, m = int(dmgin.get("max_groups", 32)), int(dmgin.get("max_per_group", 16))
+    op_ms, _ = time_on_device(
+        lambda: group_behaviors(
+            **inputs, max_groups=g, max_per_group=m, num_behaviors=spec.num_behaviors
+        ),
+        args.repeats,
+        device,
+    )
+    grouping: dict[str, Any] = {**base, "group_behaviors_ms": round(op_ms, 3)}
+    step_ms = {r["model"]: r["fwd_bwd_ms"] for r in rows if r["precision"] == "fp32"}
+    if "DMGIN" in step_ms:
+        grouping["share_of_dmgin_step"] = round(op_ms / step_ms["DMGIN"], 3)
+    return rows, skipped, grouping
 
 
 def check_targets(rows: list[dict[str, Any]], grouping: list[dict[str, Any]]) -> dict[str, Any]:
@@ -223,7 +365,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-pandas", action="store_true", help="do not time the pandas twin")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (seconds), for tests")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "encoders.json")
-    args = parser.parse_args(argv)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--dtype", default="fp32", help=f"comma-separated subset of {PRECISIONS}")
+    parser.add_argument("--budget-s", type=float, help="skip what would not fit in this many s")
+    parser.add_argument(
+        "--write-recipe-snapshot", action="store_true", help=f"rewrite {RECIPE_SNAPSHOT.name}"
+    )
+    args = parse_cli(parser, argv)
+    if args.write_recipe_snapshot:
+        write_json_atomic(RECIPE_SNAPSHOT, recipe_snapshot())
+        print(f"wrote {RECIPE_SNAPSHOT}")
+        return 0
     if args.smoke:
         args.batch, args.lengths, args.repeats = 4, "20,60", 1
     models = list(MODELS) if args.models == "all" else args.models.split(",")
@@ -231,11 +383,19 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: unknown model(s) {unknown}; choose from {list(MODELS)}", file=sys.stderr)
         return 2
+    args.dtype = args.dtype.split(",")
+    bad = sorted(set(args.dtype) - set(PRECISIONS))
+    if bad:
+        print(f"error: unknown dtype(s) {bad}; choose from {list(PRECISIONS)}", file=sys.stderr)
+        return 2
     lengths = [int(x) for x in args.lengths.split(",")]
     sizes = SyntheticSizes()
+    device = resolve_device(args.device)
+    if device.type != "cpu" or args.dtype != ["fp32"] or args.budget_s is not None:
+        return run_on_device(args, device, models, lengths, sizes)
     rows: list[dict[str, Any]] = []
     grouping: list[dict[str, Any]] = []
-    for length in tqdm(lengths, desc="lengths"):
+    for length in progress(lengths, desc="lengths"):
         length_rows, length_grouping = measure_length(length, args, sizes, models)
         rows += length_rows
         grouping.append(length_grouping)
@@ -262,6 +422,83 @@ def main(argv: list[str] | None = None) -> int:
     print("targets at L =", results["targets"]["length"], results["targets"]["met"])
     print(f"wrote {args.output}")
     return 0
+
+
+def run_on_device(
+    args: argparse.Namespace,
+    device: torch.device,
+    models: list[str],
+    lengths: list[int],
+    sizes: SyntheticSizes,
+) -> int:
+    """The ``--device`` / ``--dtype`` / ``--budget-s`` run (see the module docstring)."""
+    budget = Budget(args.budget_s)
+    seen: dict[tuple[str, str], tuple[int, float]] = {}
+    rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    grouping: list[dict[str, Any]] = []
+    for length in progress(lengths, desc="lengths"):
+        length_rows, length_skipped, length_grouping = measure_length_on_device(
+            length, args, sizes, models, device, budget, seen
+        )
+        rows += length_rows
+        skipped += length_skipped
+        grouping.append(length_grouping)
+        print(
+            f"L={length}: {len(length_rows)} measured, {len(length_skipped)} skipped, "
+            f"{budget.left():.0f} s left",
+            flush=True,
+        )
+        # written after every L, so that a run killed by its time limit keeps what it measured
+        write_json_atomic(
+            args.output,
+            {"benchmark": "encoders", "partial": True, "results": rows, "skipped": skipped},
+        )
+    targets = {}
+    for precision in args.dtype:
+        measured = [r for r in rows if r["precision"] == precision]
+        targets[precision] = check_targets(measured, grouping) if measured else None
+    results = {
+        "benchmark": "encoders",
+        "environment": environment(),
+        "device": device_info(device),
+        "torch_threads": torch.get_num_threads(),
+        "settings": {
+            "batch": args.batch,
+            "lengths": lengths,
+            "repeats": args.repeats,
+            "smoke": args.smoke,
+            "precisions": args.dtype,
+            "budget_s": args.budget_s,
+            "sizes": dataclasses.asdict(sizes),
+            "configs": {m: encoder_fields(m) for m in models},
+            "recipes": "recipes/configs" if _recipe_loader() else RECIPE_SNAPSHOT.name,
+        },
+        "note": "median of repeats after a warm-up, device synchronized around each run; "
+        "encoder alone (no lookups, no optimizer); bf16 = autocast with float32 weights, "
+        "bf16-module = module and embeddings in bfloat16",
+        "results": rows,
+        "skipped": skipped,
+        "grouping": grouping,
+        "targets": targets,
+    }
+    write_json_atomic(args.output, results)
+    for precision in args.dtype:
+        part = {**results, "results": [r for r in rows if r["precision"] == precision]}
+        print(f"[{device} {precision}]")
+        print(render_markdown(part))
+    for skip in skipped:
+        print(f"skipped {skip['model']} L={skip['length']} {skip['precision']}: {skip['reason']}")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _recipe_loader() -> bool:
+    try:
+        import pipelines.train.config  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 if __name__ == "__main__":

@@ -14,15 +14,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from components.encoders.base import EncoderSpec, History, Query, repeat_history
-from components.model import ModelConfig, Vocab
+from components.model_config import ModelConfig, Vocab
 from components.ops.jagged import lengths_to_offsets
-from pipelines.config import ExperimentConfig, load_config
-from pipelines.data.batch import Batch, make_batch
+
+if TYPE_CHECKING:  # both import torchrec: imported where used, so that benchmarks.encoders
+    # runs on a plain-torch image (docs/gpu.md)
+    from pipelines.data.batch import Batch
+    from pipelines.train.config import ExperimentConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,6 +66,8 @@ class SyntheticSizes:
 
 def recipe_config(model: str, recipe_prefix: str = "ml1m") -> ExperimentConfig:
     """``recipes/configs/<prefix>_<recipe>.yaml`` (model, optimizers, train settings)."""
+    from pipelines.train.config import load_config
+
     path = REPO_ROOT / "recipes" / "configs" / f"{recipe_prefix}_{RECIPE_OF[model]}.yaml"
     return load_config(path, [f"data.dataset={REPO_ROOT}"])
 
@@ -142,6 +147,8 @@ def encoder_spec(config: ModelConfig, sizes: SyntheticSizes) -> EncoderSpec:
 
 def ctr_batch(batch: int, length: int, sizes: SyntheticSizes, seed: int = 0) -> Batch:
     """A :class:`Batch` for :class:`components.model.LifelongCTRModel`, L behaviors each."""
+    from pipelines.data.batch import make_batch
+
     generator = torch.Generator().manual_seed(seed)
     rows = _ids_and_ages(batch, length, sizes, generator)
     items = torch.randint(1, sizes.items, (batch,), generator=generator)

@@ -19,8 +19,30 @@ from components.encoders.eta import ETA, ETAConfig
 from components.encoders.example_inputs import random_history, random_query
 from components.encoders.registry import build_encoder
 from components.encoders.sim import SIMConfig, SIMHard, SIMSoft
-from components.model import LifelongCTRModel, ModelConfig, ModelOutput, Vocab
-from components.tracing import LifelongTracer, trace_model
+from components.model_config import ModelConfig, ModelOutput, Vocab
+
+#: names whose modules import torchrec, imported on first use (PEP 562), so that
+#: ``components.ops``, ``.layers`` and ``.encoders`` stay importable with plain torch
+_LAZY = {
+    "LifelongCTRModel": "components.model",
+    "LifelongTracer": "components.tracing",
+    "trace_model": "components.tracing",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "DIN",

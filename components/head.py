@@ -16,6 +16,7 @@ from torchrec import KeyedTensor
 from components.encoders.base import EncoderSpec, History, Query, SequenceEncoder
 from components.encoders.registry import build_encoder
 from components.layers.mlp import MLP
+from components.layers.numeric import NumericScaler
 from components.model_config import ModelConfig, ModelOutput, Vocab
 from components.ops.jagged import lengths_to_offsets
 
@@ -26,8 +27,12 @@ class SequenceHead(nn.Module):
     forward(user_kt, item_kt, item_ids [3 * (B + N)], history_lengths [B], history_age [N],
     history_numeric [N, F], history_rows [R] | None) -> ModelOutput
 
+    ``history_numeric`` holds the raw numeric event fields: the head scales them first
+    (``components.layers.numeric.NumericScaler``: signed log, then the training statistics given
+    as ``numeric_scaling``, kept as buffers in every checkpoint and export).
+
     ``history_rows(...)`` names, from ids alone, the history rows the encoder will read, so
-    that a caller can look up only those (``pipelines.lookup_plan``).
+    that a caller can look up only those (``pipelines.train.lookup_plan``).
     """
 
     def __init__(
@@ -36,9 +41,14 @@ class SequenceHead(nn.Module):
         vocab: Vocab,
         item_to_group: torch.Tensor | None = None,
         content_embeddings: torch.Tensor | None = None,
+        numeric_scaling: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.config = config
+        center, scale = numeric_scaling if numeric_scaling is not None else (None, None)
+        self.numeric_scaler = NumericScaler(
+            vocab.num_numeric, center, scale, enabled=config.numeric_scaling
+        )
         if config.group_key == "cluster":
             if item_to_group is None:
                 raise ValueError("group_key 'cluster' needs an item_to_group table")
@@ -84,7 +94,7 @@ class SequenceHead(nn.Module):
             return categories
         if self.config.group_key == "item":
             return items
-        return self.item_to_group[items.clamp(max=self.item_to_group.shape[0] - 1)]
+        return groups_of_items(self.item_to_group, items)
 
     def forward(
         self,
@@ -201,7 +211,8 @@ class SequenceHead(nn.Module):
             group_ids=self.groups_of(items[k:], categories[k:]),
             behavior_ids=behaviors[k:],
             age=history_age,
-            numeric=history_numeric,
+            # a method, not a module call: history_rows runs on TorchRec's data-loading thread
+            numeric=self.numeric_scaler.scale_values(history_numeric),
             behavior_embeddings=history_behavior_emb,
             embedding_rows=embedding_rows,
         )
@@ -268,6 +279,23 @@ def _embeddings(
         F.pad(history_behavior_emb, (0, 0, 0, 1)),
         embedding_rows,
     )
+
+
+def groups_of_items(item_to_group: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """``item_to_group[items]``, refusing item ids outside the table (no silent clamp: an item
+    past the table is a table built for another item vocabulary). Items the table has no group
+    for hold group 0, which the encoders treat as no group (``encoders.base.NO_GROUP``). The
+    check reads the ids' range, so it is skipped while torch.compile / torch.export trace."""
+    tracing = torch.compiler.is_compiling() or torch.compiler.is_exporting()
+    if not tracing and items.numel():
+        size = item_to_group.shape[0]
+        low, high = int(items.min()), int(items.max())
+        if low < 0 or high >= size:
+            raise ValueError(
+                f"item id {high if high >= size else low} is outside the item -> group table "
+                f"({size} items, ids 0..{size - 1}): build the table for this item vocabulary"
+            )
+    return item_to_group[items]
 
 
 def _numeric_summary(history: History) -> torch.Tensor:

@@ -93,7 +93,9 @@ class LifelongCTRModel(nn.Module):
 
     ``item_to_group`` ([items] group of each item) serves ``group_key='cluster'``;
     ``content_embeddings`` ([items, d] frozen content vectors) feed encoders that take them
-    (CiUBM).
+    (CiUBM). ``numeric_scaling`` = ``(center [F], scale [F])`` of the numeric event fields
+    (``components.layers.numeric.fit_numeric_scaling`` on training data); without it they only
+    get the signed log.
 
     Example:
         >>> from pipelines.data.batch import random_batch
@@ -111,10 +113,11 @@ class LifelongCTRModel(nn.Module):
         item_to_group: torch.Tensor | None = None,
         content_embeddings: torch.Tensor | None = None,
         device: torch.device | None = None,
+        numeric_scaling: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.user_ebc, self.item_ebc = sparse_arch(config, vocab, device)
-        self.head = SequenceHead(config, vocab, item_to_group, content_embeddings)
+        self.head = SequenceHead(config, vocab, item_to_group, content_embeddings, numeric_scaling)
 
     def forward(self, batch: Any) -> ModelOutput:
         user_kt = self.user_ebc(batch.users)

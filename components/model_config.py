@@ -44,6 +44,9 @@ class ModelConfig:
     over_arch: hidden sizes of the final MLP (a last layer of size 1 is added).
     use_user_embedding: feed the user id embedding to the over-arch.
     numeric_summary: feed the mean of each numeric field over the history to the over-arch.
+    numeric_scaling: scale numeric event fields before any layer reads them (signed log, then
+        the center/scale fit on the training events; ``components.layers.numeric``). Off: the
+        raw values, for data scaled upstream.
     """
 
     embedding_dim: int = 16
@@ -54,6 +57,7 @@ class ModelConfig:
     over_arch: list[int] = field(default_factory=lambda: [200, 80])
     use_user_embedding: bool = True
     numeric_summary: bool = True
+    numeric_scaling: bool = True
 
     def __post_init__(self) -> None:
         if self.group_key not in GROUP_KEYS:

@@ -70,6 +70,12 @@ KNOWN_WARNINGS: tuple[KnownWarning, ...] = (
         r"`broadcast_buffers` is deprecated",
         "torchrec 1.8 wraps the dense part in DDP with this argument itself",
     ),
+    KnownWarning(
+        FutureWarning,
+        r"torch\.distributed\.checkpoint\..*",
+        r"Please use DTensor instead and we are deprecating ShardedTensor",
+        "torchrec 1.8's sharded tables are ShardedTensors; DCP loads them correctly",
+    ),
 )
 
 KNOWN_LOG_RECORDS: tuple[KnownLogRecord, ...] = (
@@ -237,7 +243,7 @@ def progress(
         total = len(iterable)  # type: ignore[arg-type]
     if disable:
         bar: Any = _Silent()
-    elif stream.isatty():
+    elif stream.isatty() and _has_tqdm():
         from tqdm import tqdm
 
         bar = tqdm(
@@ -246,6 +252,13 @@ def progress(
     else:
         bar = PlainProgress(total, desc, unit, initial, every_s, stream)
     return bar if iterable is None else _Iterating(iterable, bar)
+
+
+def _has_tqdm() -> bool:
+    """tqdm is a dependency, but a plain-torch machine (docs/gpu.md) may lack it."""
+    import importlib.util
+
+    return importlib.util.find_spec("tqdm") is not None
 
 
 class _Silent:

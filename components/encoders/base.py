@@ -110,6 +110,18 @@ def embedding_index(embedding_rows: torch.Tensor | None, index: torch.Tensor) ->
     return embedding_rows[index.clamp(0, embedding_rows.numel() - 1)]
 
 
+#: the group id that is no group: an item missing from the ``item -> group`` table (content
+#: clusters are 1..K), an unknown category or item. It never makes a DMGIN group slot, and a
+#: candidate of group 0 finds no same-group behaviors (DMGIN's target group, SIMHard by group).
+NO_GROUP = 0
+
+
+def searched_groups(groups: torch.Tensor) -> torch.Tensor:
+    """Candidate group ids to search a history for: :data:`NO_GROUP` becomes -1, which no
+    behavior has (history group ids are >= 0), so it matches nothing."""
+    return torch.where(groups == NO_GROUP, torch.full_like(groups, -1), groups)
+
+
 class SequenceEncoder(nn.Module):
     """Base class: subclasses set ``output_dim`` and implement ``forward``.
 

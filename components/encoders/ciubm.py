@@ -179,11 +179,12 @@ class SimilarityHistogram(nn.Module):
         bins = ((similarity + 1.0) * (self.num_bins / 2.0)).floor().long()
         bins = bins.clamp(0, self.num_bins - 1)
         counts = torch.zeros(lengths.numel() * self.num_bins, device=similarity.device)
-        counts.index_add_(0, segment * self.num_bins + bins, torch.ones_like(similarity))
+        ones = torch.ones_like(similarity, dtype=counts.dtype)  # float32 counts, also under bf16
+        counts.index_add_(0, segment * self.num_bins + bins, ones)
         return counts.view(lengths.numel(), self.num_bins)
 
     def forward(self, similarity: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        weights = torch.log1p(self.counts(similarity, lengths))
+        weights = torch.log1p(self.counts(similarity, lengths)).to(self.bin_vectors.dtype)
         return (weights[:, :, None] * self.bin_vectors[None]).flatten(1)
 
 

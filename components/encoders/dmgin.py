@@ -14,6 +14,9 @@ id, DGIN's variant), the G most recently active kept, oldest -> newest:
 4. Target-group attention (from DGIN, arXiv 2311.10764): attention from the candidate over the
    most recent behaviors that share its group, plus log1p of how many there are.
 
+Group id 0 is no group (``components.encoders.base.NO_GROUP``): its behaviors take no group
+slot, and a candidate of group 0 has no same-group behaviors.
+
 Grouping is O(N); everything after it costs O(G*M) per user plus O(K) per candidate.
 Shapes: B users, N jagged behaviors, G groups, M behaviors per group, C candidates, D dims.
 """
@@ -26,11 +29,13 @@ import torch
 from torch import nn
 
 from components.encoders.base import (
+    NO_GROUP,
     EncoderSpec,
     History,
     Query,
     SequenceEncoder,
     embedding_index,
+    searched_groups,
 )
 from components.layers.hstu import HSTULayer
 from components.layers.mlp import MLP
@@ -234,7 +239,7 @@ class DMGIN(SequenceEncoder):
             [
                 jagged.gather_padded(embeddings, rows, mask),
                 jagged.gather_padded(behavior_embeddings, rows, mask),
-                age_days,
+                age_days.to(embeddings.dtype),  # age stays float32 under a bf16 module
             ],
             dim=-1,
         )
@@ -252,6 +257,7 @@ class DMGIN(SequenceEncoder):
             cfg.max_groups,
             cfg.max_per_group,
             self.spec.num_behaviors,
+            skip_group=NO_GROUP,
         )
 
     def encode_user(self, history: History) -> DMGINUserState:
@@ -323,7 +329,7 @@ class DMGIN(SequenceEncoder):
                 pooled = pooled.index_put((valid,), encoded)
             parts.append(pooled)
         if self.stats_mlp is not None:
-            parts.append(self.stats_mlp(grouped.stats))
+            parts.append(self.stats_mlp(grouped.stats.to(dtype)))  # stats are float32
         if self.group_embedding is not None:
             parts.append(self.group_embedding(grouped.group_ids))
         assert self.group_proj is not None
@@ -382,7 +388,7 @@ class DMGIN(SequenceEncoder):
         paths agree (``tests/encoders/test_dmgin.py``: forward vs ``score_candidates``)."""
         if c > 1:
             return self._target_group_indexed(state, candidates, b, c)
-        query_groups = candidates.group_ids.reshape(b)
+        query_groups = searched_groups(candidates.group_ids.reshape(b))
         segment = jagged.segment_ids(state.offsets, state.group_ids.shape[0])
         same = (state.group_ids == query_groups[segment]).to(state.embeddings.dtype)  # [N]
         count = torch.zeros(b, device=same.device, dtype=same.dtype).index_add(0, segment, same)
@@ -416,7 +422,10 @@ class DMGIN(SequenceEncoder):
         index = state.group_index
         users = torch.arange(b, device=state.offsets.device).repeat_interleave(c)
         rows, mask, segment, found = lookup_group(
-            index, users, candidates.group_ids.reshape(b * c), self.config.target_group_max_len
+            index,
+            users,
+            searched_groups(candidates.group_ids.reshape(b * c)),
+            self.config.target_group_max_len,
         )
         # segment S is an all-zero dummy row: queries whose group the user never touched
         segment = torch.where(found, segment, index.segment_keys.numel())
@@ -447,7 +456,8 @@ class DMGIN(SequenceEncoder):
         """``[S + 1, *]`` per-segment counts per behavior type, numeric sums and newest age
         (row S: a segment with no behaviors)."""
         s, nb = index.segment_keys.numel() + 1, self.spec.num_behaviors
-        dtype, device = state.embeddings.dtype, state.embeddings.device
+        # float32 sums (a bf16 running sum stops growing at 256), cast to the embeddings' dtype
+        dtype, device = torch.float32, state.embeddings.device
         seg, order = index.segment_of_sorted, index.order
         per_type = torch.zeros(s * nb, device=device, dtype=dtype).index_add(
             0, seg * nb + state.behavior_ids[order], torch.ones_like(seg, dtype=dtype)
@@ -458,7 +468,8 @@ class DMGIN(SequenceEncoder):
         newest = torch.full((s,), float("inf"), device=device, dtype=dtype).scatter_reduce(
             0, seg, state.age[order], reduce="amin"
         )
-        return per_type.view(s, nb), sums, newest
+        out = state.embeddings.dtype
+        return per_type.view(s, nb).to(out), sums.to(out), newest.to(out)
 
     def _statistics_from(
         self, per_type: torch.Tensor, sums: torch.Tensor, newest: torch.Tensor, count: torch.Tensor
@@ -488,6 +499,8 @@ class DMGIN(SequenceEncoder):
         (one candidate per user): log1p(count per behavior type), mean of each numeric field,
         log1p(days since the most recent one) (0 when there is none). No parameters; O(N)."""
         bc, nb = count.shape[0], self.spec.num_behaviors
+        dtype = same.dtype  # sums in float32: a bf16 running sum stops growing at 256
+        same, count = same.to(torch.float32), count.to(torch.float32)
         per_type = torch.zeros(bc * nb, device=same.device, dtype=same.dtype)
         per_type = per_type.index_add(0, segment * nb + state.behavior_ids, same)
         numeric = state.numeric
@@ -497,7 +510,7 @@ class DMGIN(SequenceEncoder):
         age = torch.where(same > 0, state.age, torch.full_like(same, float("inf")))
         newest = torch.full((bc,), float("inf"), device=same.device, dtype=same.dtype)
         newest = newest.scatter_reduce(0, segment, age, reduce="amin")
-        return self._statistics_from(per_type.view(bc, nb), sums, newest, count)
+        return self._statistics_from(per_type.view(bc, nb), sums, newest, count).to(dtype)
 
     @property
     def _reads_group_slots(self) -> bool:
@@ -524,7 +537,10 @@ class DMGIN(SequenceEncoder):
             parts.append(grouped.behavior_index[grouped.behavior_mask])
         if self.target_attention is not None:
             index, mask = hard_search(
-                history.group_ids, history.offsets, query.group_ids, cfg.target_group_max_len
+                history.group_ids,
+                history.offsets,
+                searched_groups(query.group_ids),
+                cfg.target_group_max_len,
             )
             parts.append(index[mask])
         return torch.cat(parts)
@@ -542,7 +558,7 @@ class DMGIN(SequenceEncoder):
             target_rows = hard_search(
                 history.group_ids,
                 history.offsets,
-                query.group_ids,
+                searched_groups(query.group_ids),
                 self.config.target_group_max_len,
             )
         state = self._encode_user(history, target_rows)

@@ -24,6 +24,7 @@ from components.encoders.base import (
     Query,
     SequenceEncoder,
     flatten_candidates,
+    searched_groups,
 )
 from components.layers.mlp import MLP
 from components.layers.target_attention import MultiHeadTargetAttention
@@ -76,7 +77,8 @@ class ExactSearchUnit(nn.Module):
         parts = [jagged.gather_padded(history.embeddings, rows, mask)]
         if self.time is not None:
             age = jagged.gather_padded(history.age, index, mask)
-            parts.append(self.time(age) * mask.unsqueeze(-1).to(age.dtype))
+            times = self.time(age)  # in the embedding table's dtype (bf16 module: bf16)
+            parts.append(times * mask.unsqueeze(-1).to(times.dtype))
         parts.append(jagged.gather_padded(history.behavior_embeddings, rows, mask))
         keys = torch.cat(parts, dim=-1)
         return self.attention(query.embeddings, keys, mask)
@@ -103,7 +105,7 @@ class SIMHard(SequenceEncoder):
         """``(key of each behavior [N], key of each candidate)`` by ``config.search_key``."""
         if self.config.search_key == "category":
             return history.category_ids, query.category_ids
-        return history.group_ids, query.group_ids
+        return history.group_ids, searched_groups(query.group_ids)  # group 0: no match
 
     def _hard_search(self, query: Query, history: History) -> tuple[torch.Tensor, torch.Tensor]:
         keys, wanted = self._search_keys(query, history)

@@ -155,6 +155,7 @@ def group_behaviors(
     max_groups: int,
     max_per_group: int,
     num_behaviors: int,
+    skip_group: int | None = None,
 ) -> GroupedBehaviors:
     """Group a jagged history batch (vectorized, no Python loop over samples or groups).
 
@@ -165,6 +166,8 @@ def group_behaviors(
         age: ``[N]`` float32 seconds before the query.
         numeric: ``[N, F]`` float32.
         max_groups: G. max_per_group: M. num_behaviors: behavior-type vocabulary size.
+        skip_group: a group id that is no group (DMGIN passes 0, "unknown"): its behaviors
+            take no group slot and no statistics (they still count in the history's length).
 
     Returns:
         :class:`GroupedBehaviors`. No gradient flows (inputs are ids and raw features).
@@ -207,15 +210,22 @@ def group_behaviors(
 
     # 2. Rank groups inside each sample by last row (unique; ordered by (sample, position)).
     by_recency = torch.argsort(last_row)
-    groups_per_sample = torch.bincount(segment_sample, minlength=batch)
+    if skip_group is not None:  # segments of the skipped id are never ranked, never kept
+        counted = group_ids[last_row] != skip_group
+        by_recency = by_recency[counted[by_recency]]
+        groups_per_sample = torch.bincount(segment_sample[counted], minlength=batch)
+    else:
+        groups_per_sample = torch.bincount(segment_sample, minlength=batch)
     group_offsets = lengths_to_offsets(groups_per_sample)
     ranked_sample = segment_sample[by_recency]
-    rank = torch.arange(num_segments, device=device) - group_offsets[ranked_sample]
+    rank = torch.arange(by_recency.numel(), device=device) - group_offsets[ranked_sample]
     dropped = (groups_per_sample[ranked_sample] - max_groups).clamp(min=0)
-    group_slot = torch.empty_like(rank)
+    group_slot = torch.full((num_segments,), -1, dtype=rank.dtype, device=device)
     group_slot[by_recency] = rank - dropped  # < 0: group not kept
 
     kept = torch.nonzero(group_slot >= 0).squeeze(1)  # [K] kept segments, ascending
+    if kept.numel() == 0:  # every behavior in the skipped group
+        return out
     kept_sample = segment_sample[kept]
     group_flat = kept_sample * max_groups + group_slot[kept]  # [K] slot in [B * G]
     kept_last = last_row[kept]
@@ -282,6 +292,7 @@ def group_behaviors_reference(
     max_groups: int,
     max_per_group: int,
     num_behaviors: int,
+    skip_group: int | None = None,
 ) -> GroupedBehaviors:
     """Plain-loop twin of :func:`group_behaviors` (same arguments, same result)."""
     _check_inputs(
@@ -305,7 +316,8 @@ def group_behaviors_reference(
         start, end = bounds[b], bounds[b + 1]
         rows_of_group: dict[int, list[int]] = {}
         for row in range(start, end):
-            rows_of_group.setdefault(groups_of[row], []).append(row)
+            if groups_of[row] != skip_group:
+                rows_of_group.setdefault(groups_of[row], []).append(row)
         by_recency = sorted(rows_of_group.items(), key=lambda item: item[1][-1])
         for g, (group, rows) in enumerate(by_recency[-max_groups:]):
             for m, row in enumerate(rows[-max_per_group:]):

@@ -25,6 +25,7 @@ from pipelines.train.checkpoint import (
     CONFIG_FILE,
     TRAINER_STATE,
     TrainerState,
+    best_checkpoint,
     latest_checkpoint,
     load_checkpoint,
     read_config,
@@ -43,14 +44,16 @@ class ExportError(RuntimeError):
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
-    """``path`` itself if it is a checkpoint directory, else the latest checkpoint of a run."""
+    """``path`` itself if it is a checkpoint directory, else a run's best state
+    (``checkpoints/best``, the valid-selected model the trainer scored test with) or, without
+    one, its latest checkpoint."""
     path = Path(path)
     if not path.exists():
         raise ExportError(f"{path}: checkpoint not found")
     if not path.is_dir():
         raise ExportError(f"{path}: not a checkpoint directory")
     if not (path / TRAINER_STATE).exists() and (path / "checkpoints").is_dir():
-        latest = latest_checkpoint(path)
+        latest = best_checkpoint(path) or latest_checkpoint(path)
         if latest is None:
             raise ExportError(f"{path}: run directory without any checkpoint")
         path = latest

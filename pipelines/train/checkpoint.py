@@ -4,7 +4,9 @@ A checkpoint is a directory ``OUTPUT_DIR/checkpoints/step_XXXXXXXX`` holding the
 the model and optimizer state (each rank writes its own shards, so a sharded table never passes
 through one process) plus ``trainer_state.pt`` (epoch, step, RNG states, best metric) and
 ``config.json``. Ranks write into ``.step_XXXXXXXX.tmp``; after a barrier rank 0 renames it, so
-a checkpoint directory either is complete or does not exist. DCP reshards on load: a checkpoint
+a checkpoint directory either is complete or does not exist. ``checkpoints/best`` holds the model
+state (no optimizer) of the best valid evaluation so far, with ``best.json`` (metric, value,
+epoch, step), written the same way. DCP reshards on load: a checkpoint
 written by 2 ranks loads into 1 rank or into a plain unsharded module.
 """
 
@@ -35,6 +37,8 @@ class TrainerState:
     best_valid_auc: float = float("-nan")
     history: list[dict[str, Any]] = field(default_factory=list)
     rng: dict[str, Any] = field(default_factory=dict)
+    #: ``pipelines.train.selection.Selection`` fields (best valid value, its step, patience count)
+    selection: dict[str, Any] = field(default_factory=dict)
 
 
 def capture_rng() -> dict[str, Any]:
@@ -69,6 +73,70 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
+BEST = "best"
+BEST_INFO = "best.json"
+
+
+def _write_atomically(final: Path, rank: int, write: Any) -> None:
+    """``write(tmp)`` on every rank into ``.NAME.tmp`` beside ``final``; rank 0 renames it."""
+    tmp = final.parent / f".{final.name}.tmp"
+    if rank == 0:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    _barrier()
+    write(tmp)
+    _barrier()
+    if rank == 0:
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    _barrier()
+
+
+def save_best(
+    output_dir: str | Path,
+    state: TrainerState,
+    model: torch.nn.Module,
+    config: dict[str, Any],
+    info: dict[str, Any],
+    rank: int = 0,
+) -> Path:
+    """Write the model state (no optimizer) as ``checkpoints/best`` on every rank (collective).
+
+    ``info`` (metric, value, epoch, step) goes to ``best.json``; ``trainer_state.pt`` and
+    ``config.json`` make the directory loadable by ``pipelines.serve.plain_model`` (export), not
+    resumable (no optimizer state).
+    """
+    final = checkpoint_root(output_dir) / BEST
+
+    def write(tmp: Path) -> None:
+        dcp.save({"model": model.state_dict()}, checkpoint_id=str(tmp))
+        if rank == 0:
+            torch.save({**state.__dict__, "rng": {}}, tmp / TRAINER_STATE)
+            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
+            (tmp / BEST_INFO).write_text(json.dumps(info, indent=2, sort_keys=True))
+
+    _write_atomically(final, rank, write)
+    return final
+
+
+def best_checkpoint(output_dir: str | Path) -> Path | None:
+    path = checkpoint_root(output_dir) / BEST
+    return path if (path / BEST_INFO).is_file() else None
+
+
+def load_model_state(path: str | Path, model: torch.nn.Module) -> dict[str, Any]:
+    """Load the model state of ``checkpoints/best`` (or any checkpoint) in place; returns its
+    ``best.json`` (empty for a step checkpoint)."""
+    path = Path(path)
+    payload: dict[str, Any] = {"model": model.state_dict()}
+    dcp.load(payload, checkpoint_id=str(path))
+    model.load_state_dict(payload["model"])
+    info = path / BEST_INFO
+    return json.loads(info.read_text()) if info.is_file() else {}
+
+
 def save_checkpoint(
     output_dir: str | Path,
     state: TrainerState,
@@ -79,25 +147,18 @@ def save_checkpoint(
     rank: int = 0,
 ) -> Path:
     """Write a checkpoint for ``state.global_step`` on every rank (collective)."""
-    root = checkpoint_root(output_dir)
-    name = f"{PREFIX}{state.global_step:08d}"
-    tmp = root / f".{name}.tmp"
-    final = root / name
+    final = checkpoint_root(output_dir) / f"{PREFIX}{state.global_step:08d}"
+
+    def write(tmp: Path) -> None:
+        payload = {"model": model.state_dict(), "optim": optimizer.state_dict()}
+        dcp.save(payload, checkpoint_id=str(tmp))
+        if rank == 0:
+            state.rng = capture_rng()
+            torch.save(state.__dict__, tmp / TRAINER_STATE)
+            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
+
+    _write_atomically(final, rank, write)
     if rank == 0:
-        root.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-    _barrier()
-    dcp.save({"model": model.state_dict(), "optim": optimizer.state_dict()}, checkpoint_id=str(tmp))
-    if rank == 0:
-        state.rng = capture_rng()
-        torch.save(state.__dict__, tmp / TRAINER_STATE)
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
-    _barrier()
-    if rank == 0:
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
         for old in list_checkpoints(output_dir)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     _barrier()

@@ -27,6 +27,8 @@ import yaml
 from components.encoders.registry import encoder_config_class
 from components.model import ModelConfig
 from pipelines.data.loader import LoaderConfig
+from pipelines.train.schedule import DECAYS
+from pipelines.train.selection import HIGHER_IS_BETTER
 
 SPARSE_OPTIMIZERS_CPU = ("rowwise_adagrad", "adagrad", "sgd")
 SPARSE_OPTIMIZERS = (*SPARSE_OPTIMIZERS_CPU, "adam")
@@ -60,7 +62,13 @@ class OptimConfig:
     sparse_lr: its learning rate.
     dense: optimizer of every other parameter (and of data-parallel tables).
     dense_lr: its learning rate.
-    weight_decay: dense weight decay.
+    weight_decay: dense weight decay (L2 for adam/sgd/adagrad, decoupled for adamw).
+    sparse_weight_decay: L2 weight decay of the embedding rows, inside the fused optimizer
+        (applied to the rows a step touches).
+    warmup_steps: linear learning-rate warmup over this many steps, sparse and dense (0 = none).
+    lr_decay: ``none``, ``linear`` or ``cosine`` decay to ``min_lr_factor`` x the rate at the
+        last step (``pipelines.train.schedule``).
+    min_lr_factor: the decay's final fraction of the rate, in [0, 1].
     """
 
     sparse: str = "rowwise_adagrad"
@@ -68,6 +76,10 @@ class OptimConfig:
     dense: str = "adam"
     dense_lr: float = 1e-3
     weight_decay: float = 0.0
+    sparse_weight_decay: float = 0.0
+    warmup_steps: int = 0
+    lr_decay: str = "none"
+    min_lr_factor: float = 0.0
 
 
 @dataclass
@@ -87,6 +99,12 @@ class TrainConfig:
     eval_test: also evaluate the test split at the end.
     lookup_plan: look up only the history rows the encoder reads (``pipelines.train.lookup_plan``);
         same outputs and gradients as looking up all of them, O(R) rows instead of O(N).
+    eval_every: also score the valid split every N steps (0 = only at the end of each epoch).
+    select_metric: the valid metric that picks the best state: ``auc``, ``gauc`` or ``logloss``.
+    patience: stop after this many valid evaluations in a row without a better
+        ``select_metric`` (0 = never stop early).
+    test_state: score the test split with the ``best`` state (kept in ``checkpoints/best``) or
+        the ``last`` one.
     """
 
     epochs: int = 1
@@ -102,6 +120,10 @@ class TrainConfig:
     save_predictions: bool = False
     eval_test: bool = True
     lookup_plan: bool = True
+    eval_every: int = 0
+    select_metric: str = "auc"
+    patience: int = 2
+    test_state: str = "best"
 
 
 @dataclass
@@ -230,17 +252,29 @@ def validate(config: ExperimentConfig, source: str = "<config>") -> None:
     for key, value in (("optim.sparse_lr", o.sparse_lr), ("optim.dense_lr", o.dense_lr)):
         if not value > 0:
             fail(key, f"must be > 0, got {value}")
-    if o.weight_decay < 0:
-        fail("optim.weight_decay", f"must be >= 0, got {o.weight_decay}")
+    for key in ("weight_decay", "sparse_weight_decay", "warmup_steps"):
+        if getattr(o, key) < 0:
+            fail(f"optim.{key}", f"must be >= 0, got {getattr(o, key)}")
+    if o.lr_decay not in DECAYS:
+        fail("optim.lr_decay", f"unknown {o.lr_decay!r}; choose from {DECAYS}")
+    if not 0.0 <= o.min_lr_factor <= 1.0:
+        fail("optim.min_lr_factor", f"must be in [0, 1], got {o.min_lr_factor}")
     t = config.train
     if t.device not in ("auto", "cpu", "cuda"):
         fail("train.device", f"must be auto, cpu or cuda, got {t.device!r}")
     for key in ("epochs", "eval_batch_size", "keep_checkpoints", "log_every"):
         if getattr(t, key) < 1:
             fail(f"train.{key}", f"must be >= 1, got {getattr(t, key)}")
-    for key in ("max_steps", "checkpoint_every"):
+    for key in ("max_steps", "checkpoint_every", "eval_every", "patience"):
         if getattr(t, key) < 0:
             fail(f"train.{key}", f"must be >= 0, got {getattr(t, key)}")
+    if t.select_metric not in HIGHER_IS_BETTER:
+        fail(
+            "train.select_metric",
+            f"choose from {sorted(HIGHER_IS_BETTER)}, got {t.select_metric!r}",
+        )
+    if t.test_state not in ("best", "last"):
+        fail("train.test_state", f"must be best or last, got {t.test_state!r}")
 
 
 def to_dict(config: ExperimentConfig) -> dict[str, Any]:

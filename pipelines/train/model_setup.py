@@ -26,6 +26,7 @@ from torchrec.optim.optimizers import in_backward_optimizer_filter
 from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 
 from components.model import LifelongCTRModel, Vocab
+from pipelines.data.numeric import numeric_scaling
 from pipelines.data.prepared import PreparedDataset
 from pipelines.train.config import ExperimentConfig
 from pipelines.train.distributed import DistributedContext
@@ -84,8 +85,13 @@ def build_model(config: ExperimentConfig) -> tuple[LifelongCTRModel, PreparedDat
             raise ValueError(
                 f"{config.data.content}: {content.shape[0]} rows, expected {vocab.items} (item vocab)"
             )
+    scaling = numeric_scaling(dataset) if config.model.numeric_scaling else None
     model = LifelongCTRModel(
-        config.model, vocab, item_to_group=item_to_group, content_embeddings=content
+        config.model,
+        vocab,
+        item_to_group=item_to_group,
+        content_embeddings=content,
+        numeric_scaling=scaling,
     )
     return model, dataset
 
@@ -106,7 +112,10 @@ def shard_model(
     ebcs = [m for m in wrapper.modules() if isinstance(m, EmbeddingBagCollection)]
     sparse_cls = SPARSE_OPTIMIZER_CLASSES[config.optim.sparse]
     for ebc in ebcs:
-        apply_optimizer_in_backward(sparse_cls, ebc.parameters(), {"lr": config.optim.sparse_lr})
+        sparse_kwargs: dict[str, Any] = {"lr": config.optim.sparse_lr}
+        if config.optim.sparse_weight_decay:
+            sparse_kwargs["weight_decay"] = config.optim.sparse_weight_decay
+        apply_optimizer_in_backward(sparse_cls, ebc.parameters(), sparse_kwargs)
     tables = [t.name for ebc in ebcs for t in ebc.embedding_bag_configs()]
     # data_parallel tables would escape the fused optimizer; row_wise needs a hand-built plan
     # on CPU (DESIGN.md section 7). Table-wise and column-wise work everywhere.

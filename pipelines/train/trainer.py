@@ -23,6 +23,7 @@ import random
 import resource
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +38,20 @@ from pipelines.data.loader import LoaderConfig, SampleLoader
 from pipelines.evaluate.evaluation import evaluate
 from pipelines.train.checkpoint import (
     TrainerState,
+    best_checkpoint,
     latest_checkpoint,
     load_checkpoint,
+    load_model_state,
     restore_rng,
+    save_best,
     save_checkpoint,
 )
 from pipelines.train.config import ConfigError, ExperimentConfig, load_config, to_dict
 from pipelines.train.distributed import DistributedContext, init_distributed, shutdown
 from pipelines.train.lookup_plan import LookupPlanner
 from pipelines.train.model_setup import build_model, shard_model
+from pipelines.train.schedule import LrSchedule, LrScheduler
+from pipelines.train.selection import Selection
 
 
 def seed_everything(seed: int) -> None:
@@ -101,8 +107,40 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _lr_schedule(config: ExperimentConfig, steps_per_epoch: int) -> LrSchedule:
+    total = config.train.epochs * steps_per_epoch
+    if config.train.max_steps:
+        total = min(total, config.train.max_steps)
+    o = config.optim
+    return LrSchedule(o.warmup_steps, o.lr_decay, total, o.min_lr_factor)
+
+
+def _chunks(start: int, total: int, eval_every: int, global_step: int) -> list[int]:
+    """Sizes of the runs of steps between valid evaluations inside one epoch.
+
+    ``start`` steps of the epoch are done, ``total`` in all; with ``eval_every`` a run ends at
+    each multiple of it in global steps (so a resumed run evaluates at the same steps).
+    """
+    left = total - start
+    if not eval_every or left <= 0:
+        return [left] if left > 0 else []
+    sizes, step = [], global_step
+    while left > 0:
+        size = min(left, eval_every - step % eval_every)
+        sizes.append(size)
+        left -= size
+        step += size
+    return sizes
+
+
 def train(config: ExperimentConfig, resume: str | bool = False) -> dict[str, Any]:
-    """Run the experiment; returns the final summary (also written to metrics.json)."""
+    """Run the experiment; returns the final summary (also written to metrics.json).
+
+    The valid split is scored at each epoch end (and every ``train.eval_every`` steps); the best
+    state by ``train.select_metric`` is kept in ``checkpoints/best``; ``train.patience``
+    evaluations without improvement stop early; the test split is scored with the best state
+    (``train.test_state``), and ``metrics.json`` says which (``test_state``, ``best``).
+    """
     ctx = init_distributed(config.train.device)
     if ctx.device.type == "cpu" and config.optim.sparse == "adam":
         raise ConfigError("optim.sparse: fused Adam is not available on CPU; use rowwise_adagrad")
@@ -114,82 +152,33 @@ def train(config: ExperimentConfig, resume: str | bool = False) -> dict[str, Any
     # kept before sharding: the planner needs the head (encoder, group table), not the tables
     planner = LookupPlanner(model) if config.train.lookup_plan else None
     dmp, optimizer, dense_optimizer = shard_model(model, config, ctx)
+    scheduler = LrScheduler(optimizer, LrSchedule())  # base rates: the config's, before loading
     state = TrainerState()
     resume_from = latest_checkpoint(out) if resume is True else (Path(resume) if resume else None)
     if resume_from is not None:
         dense_optimizer.init_state()  # Adam's moments are lazy: create them to load in place
         state = load_checkpoint(resume_from, dmp, optimizer)
         restore_rng(state.rng)
+    kept = {k: v for k, v in state.selection.items() if k not in ("metric", "patience")}
+    selection = Selection(config.train.select_metric, config.train.patience, **kept)
     log = MetricsLog(out, ctx.is_main)
     train_loader = make_loader(config, "train", ctx, train=True)
     valid_loader = make_loader(config, "valid", ctx, train=False)
+    steps_per_epoch = len(train_loader)
+    scheduler.schedule = _lr_schedule(config, steps_per_epoch)
     started = time.time()
     samples_seen = 0
-    stop = False
-    steps_per_epoch = len(train_loader)
-    for epoch in range(state.epoch, config.train.epochs):
-        train_loader.set_epoch(epoch)
-        batches = itertools.islice(iter(train_loader), state.step_in_epoch, None)
-        if planner is not None:
-            batches = planner.over(batches)
-        pipeline = TrainPipelineSparseDist(dmp, optimizer, ctx.device)
-        bar = progress(
-            total=steps_per_epoch,
-            initial=state.step_in_epoch,
-            desc=f"epoch {epoch}",
-            unit="step",
-            disable=not ctx.is_main,
-        )
-        epoch_start = time.time()
-        running = []
-        while True:
-            try:
-                loss, *_ = pipeline.progress(batches)
-            except StopIteration:
-                break
-            state.step_in_epoch += 1
-            state.global_step += 1
-            samples_seen += config.loader.batch_size * ctx.world_size
-            running.append(float(loss))
-            bar.update(1)
-            if state.global_step % config.train.log_every == 0:
-                rate = samples_seen / max(time.time() - started, 1e-9)
-                bar.set_postfix(loss=f"{np.mean(running[-50:]):.4f}", samples_s=f"{rate:.0f}")
-                log.write(
-                    {
-                        "split": "train",
-                        "epoch": epoch,
-                        "step": state.global_step,
-                        "loss": float(np.mean(running[-config.train.log_every :])),
-                        "samples_per_s": rate,
-                    },
-                    state.global_step,
-                )
-            if (
-                config.train.checkpoint_every
-                and state.global_step % config.train.checkpoint_every == 0
-            ):
-                save_checkpoint(
-                    out,
-                    state,
-                    dmp,
-                    optimizer,
-                    to_dict(config),
-                    config.train.keep_checkpoints,
-                    ctx.rank,
-                )
-            if config.train.max_steps and state.global_step >= config.train.max_steps:
-                stop = True
-                break
-        bar.close()
-        pipeline.detach()
+    stop = stopped_early = False
+
+    def validate(epoch: int, running: list[float], seconds: float) -> None:
+        nonlocal stopped_early
         metrics, predictions = evaluate(dmp, valid_loader, ctx, planner)
         record = {
             "split": "valid",
             "epoch": epoch,
             "step": state.global_step,
             "train_loss": float(np.mean(running)) if running else float("nan"),
-            "epoch_seconds": time.time() - epoch_start,
+            "epoch_seconds": seconds,
             **metrics,
         }
         state.history.append(record)
@@ -200,11 +189,90 @@ def train(config: ExperimentConfig, resume: str | bool = False) -> dict[str, Any
                 _write_parquet(predictions, out / "predictions_valid.parquet")
         if not metrics["auc"] <= state.best_valid_auc:  # also true for the first (NaN) best
             state.best_valid_auc = metrics["auc"]
+        # every rank holds the same (broadcast) metrics, so all take the same decisions
+        if selection.update(metrics[selection.metric], state.global_step, epoch):
+            info = {"metric": selection.metric, "value": selection.best_value,
+                    "epoch": epoch, "step": state.global_step}  # fmt: skip
+            state.selection = asdict(selection)
+            save_best(out, state, dmp, to_dict(config), info, ctx.rank)
+        state.selection = asdict(selection)
+        stopped_early = selection.should_stop
+
+    for epoch in range(state.epoch, config.train.epochs):
+        train_loader.set_epoch(epoch)
+        batches = itertools.islice(iter(train_loader), state.step_in_epoch, None)
+        if planner is not None:
+            batches = planner.over(batches)
+        bar = progress(
+            total=steps_per_epoch,
+            initial=state.step_in_epoch,
+            desc=f"epoch {epoch}",
+            unit="step",
+            disable=not ctx.is_main,
+        )
+        epoch_start = time.time()
+        running: list[float] = []
+        chunks = _chunks(state.step_in_epoch, steps_per_epoch, config.train.eval_every,
+                         state.global_step)  # fmt: skip
+        for chunk, size in enumerate(chunks):
+            # one pipeline per run of steps between evaluations: it drains its batches
+            pipeline = TrainPipelineSparseDist(dmp, optimizer, ctx.device)
+            part = itertools.islice(batches, size)
+            while True:
+                scheduler.apply(state.global_step)
+                try:
+                    loss, *_ = pipeline.progress(part)
+                except StopIteration:
+                    break
+                state.step_in_epoch += 1
+                state.global_step += 1
+                samples_seen += config.loader.batch_size * ctx.world_size
+                running.append(float(loss))
+                bar.update(1)
+                if state.global_step % config.train.log_every == 0:
+                    rate = samples_seen / max(time.time() - started, 1e-9)
+                    bar.set_postfix(loss=f"{np.mean(running[-50:]):.4f}", samples_s=f"{rate:.0f}")
+                    log.write(
+                        {
+                            "split": "train",
+                            "epoch": epoch,
+                            "step": state.global_step,
+                            "loss": float(np.mean(running[-config.train.log_every :])),
+                            "samples_per_s": rate,
+                            "lr_factor": scheduler.schedule.factor(state.global_step - 1),
+                        },
+                        state.global_step,
+                    )
+                if (
+                    config.train.checkpoint_every
+                    and state.global_step % config.train.checkpoint_every == 0
+                ):
+                    save_checkpoint(
+                        out,
+                        state,
+                        dmp,
+                        optimizer,
+                        to_dict(config),
+                        config.train.keep_checkpoints,
+                        ctx.rank,
+                    )
+                if config.train.max_steps and state.global_step >= config.train.max_steps:
+                    stop = True
+                    break
+            pipeline.detach()
+            if stop or chunk == len(chunks) - 1:
+                break
+            validate(epoch, running, time.time() - epoch_start)
+            if stopped_early:
+                break
+        bar.close()
+        if not stopped_early:
+            validate(epoch, running, time.time() - epoch_start)
         state.epoch, state.step_in_epoch = epoch + 1, 0
         save_checkpoint(
             out, state, dmp, optimizer, to_dict(config), config.train.keep_checkpoints, ctx.rank
         )
-        if stop:
+        if stop or stopped_early:
             break
     summary: dict[str, Any] = {
         "model": config.model.encoder,
@@ -215,15 +283,33 @@ def train(config: ExperimentConfig, resume: str | bool = False) -> dict[str, Any
         "peak_rss_mib": peak_rss_mib(),
         "valid": state.history[-1] if state.history else None,
         "best_valid_auc": state.best_valid_auc,
+        "best": {
+            "metric": selection.metric,
+            "value": selection.best_value,
+            "epoch": selection.best_epoch,
+            "step": selection.best_step,
+        },
+        "early_stopped": stopped_early,
     }
     if config.train.eval_test:
+        best = best_checkpoint(out)
+        use_best = config.train.test_state == "best" and best is not None
+        if use_best and selection.best_step != state.global_step:
+            load_model_state(best, dmp)
+        summary["test_state"] = (
+            f"best (epoch {selection.best_epoch}, step {selection.best_step})"
+            if use_best
+            else f"last (step {state.global_step})"
+        )
         test_loader = make_loader(config, "test", ctx, False)
         test_metrics, test_predictions = evaluate(dmp, test_loader, ctx, planner)
         summary["test"] = test_metrics
         log.write(
-            {"split": "test", "epoch": state.epoch, "step": state.global_step, **test_metrics},
+            {"split": "test", "epoch": state.epoch, "step": state.global_step,
+             "scored_step": selection.best_step if use_best else state.global_step,
+             **test_metrics},
             state.global_step,
-        )
+        )  # fmt: skip
         if ctx.is_main and config.train.save_predictions and test_predictions is not None:
             _write_parquet(test_predictions, out / "predictions_test.parquet")
     if ctx.is_main:

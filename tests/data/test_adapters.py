@@ -22,7 +22,14 @@ from pipelines.data.loader import build_batch, gather_histories
 from pipelines.data.prepare import main
 from pipelines.data.prepared import SPLITS, EventLog, PreparedDataset
 
-NAMES = ("movielens-100k", "movielens-1m-u2999", "instacart-u593", "taobao-tail10k", "taobao-slice")
+NAMES = (
+    "movielens-100k",
+    "movielens-1m-u2999",
+    "instacart-u593",
+    "taobao-tail10k",
+    "taobao-slice",
+    "spotify-streaming-u13",
+)
 
 # Documented statistics, copied from the READMEs in ../shared/data (a fact check of the adapters).
 DOCUMENTED: dict[str, dict[str, float]] = {
@@ -48,7 +55,21 @@ DOCUMENTED: dict[str, dict[str, float]] = {
     # taobao-userbehavior/README.md, slice "Stats (measured): 110,300 events, 66,454 users, 84,793
     # items, 3,913 categories"; "events/user mean 1.7, max 20"
     "taobao-slice": dict(events=110_300, users=66_454, items=84_793, categories=3_913, max=20),
+    # spotify-streaming-u13/README.md: "13 / 381,684" users / events; "events per user: mean /
+    # median / min / max 29,360 / 23,370 / 11,966 / 62,492"; "distinct (artist, track) items /
+    # artists 47,084 / 13,272"
+    "spotify-streaming-u13": dict(
+        events=381_684,
+        users=13,
+        items=47_084,
+        categories=13_272,
+        mean=29_360,
+        median=23_370,
+        max=62_492,
+    ),
 }
+# spotify-streaming-u13/README.md: "plays with msPlayed < 30,000 ("skip") 33.8%"
+LABEL_ZERO_SHARE = {"spotify-streaming-u13": 0.338}
 # taobao-userbehavior/README.md: "pv 9,046 / cart 536 / fav 212 / buy 206" (tail10k) and
 # "pv 98,361 / cart 6,063 / fav 3,383 / buy 2,493" (slice)
 BEHAVIOR_COUNTS = {
@@ -121,6 +142,9 @@ def test_counts_match_the_documented_statistics(name: str, prepared: Callable[[s
         first, last, fmt = TIME_SPANS[name]
         ts = pd.to_datetime(events["ts"], unit="s", utc=True)
         assert (ts.min().strftime(fmt), ts.max().strftime(fmt)) == (first, last)
+    if name in LABEL_ZERO_SHARE:
+        labels = pd.concat([pd.read_parquet(root / "samples" / f"{s}.parquet") for s in SPLITS])
+        assert abs(float((labels["label"] == 0).mean()) - LABEL_ZERO_SHARE[name]) < 0.0005
     if name in TIE_SHARE:
         assert abs(events.duplicated(["user", "ts"]).mean() - TIE_SHARE[name]) < 0.01
     # every event kept, ids dense and 1-based

@@ -97,3 +97,32 @@ def test_predictions_rank_by_the_past_count(tmp_path: Path) -> None:
     assert result["metrics"]["auc"] == 1.0  # labels are "seen before": the count separates them
     seen = result["counts"] > 0
     assert result["predictions"][seen].min() > result["predictions"][~seen].max()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    logs=st.lists(
+        st.lists(st.tuples(st.integers(1, 4), st.integers(1, 2)), max_size=12),
+        min_size=1,
+        max_size=5,
+    ),
+    picks=st.lists(
+        st.tuples(st.integers(0, 10**6), st.integers(1, 5), st.integers(0, 10**6)), max_size=20
+    ),  # fmt: skip
+)
+def test_counts_by_behavior_match_the_loop_and_add_up(
+    logs: list[list[tuple[int, int]]], picks: list[tuple[int, int, int]]
+) -> None:
+    events = _event_log([[i for i, _ in log] for log in logs])
+    events.behavior = np.array([b for log in logs for _, b in log], dtype=np.int64)
+    users = np.array([1 + u % len(logs) for u, _, _ in picks], dtype=np.int64)
+    items = np.array([i for _, i, _ in picks], dtype=np.int64)
+    cutoffs = np.array([c % (len(logs[u - 1]) + 1) for u, (_, _, c) in zip(users, picks)])
+    total = repeat_counts(events, users, items, cutoffs)
+    per = []
+    for behavior in (1, 2):
+        fast = repeat_counts(events, users, items, cutoffs, behavior)
+        slow = repeat_counts_reference(events, users, items, cutoffs, behavior)
+        assert fast.tolist() == slow.tolist()
+        per.append(fast)
+    assert (per[0] + per[1]).tolist() == total.tolist()

@@ -1,0 +1,185 @@
+"""Mutation testing of ``components/`` with mutmut 3, one source file at a time.
+
+mutmut is in the ``dev`` extra (``pip install -e '.[dev]'``).
+
+``python -m benchmarks.mutants [FILE ...]`` mutates each FILE (default: every file of
+``components/ops``, ``components/layers``, ``components/encoders`` and ``components/head.py``)
+with mutmut, running for each only the test files that exercise it (``TESTS`` below), and writes
+killed / survived / timed-out counts per file, with the survivors' names, to
+``benchmarks/results/mutants.json`` (files already there and not run again are kept).
+
+Every run happens in a scratch copy of the repository (``--workdir``, default a temporary
+folder): mutmut's own ``mutants/`` tree, its trampolines and its config never touch the checkout.
+Cost: mutmut runs the selected tests once per mutant; a small file (``components/ops/
+group_index.py``: 37 mutants, 6.5 minutes on a shared core) takes minutes, the whole set hours.
+Run one file at a time; read a survivor with ``mutmut show NAME`` inside the kept workdir
+(``--keep``). mutmut 3 does not mutate decorated functions (the ``torch.fx.wrap`` /
+``torch.no_grad`` ops). See ``docs/testing.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "mutants.json"
+ENC, OPS = "tests/encoders", "tests/ops"
+
+#: source file -> the test files run against each of its mutants
+TESTS: dict[str, list[str]] = {
+    "components/ops/group_index.py": [f"{OPS}/test_group_index.py"],
+    "components/ops/grouping.py": [f"{OPS}/test_grouping.py", f"{ENC}/test_no_silent_remap.py"],
+    "components/ops/jagged.py": [f"{OPS}/test_jagged.py"],
+    "components/ops/retrieval.py": [f"{OPS}/test_retrieval.py", f"{ENC}/test_meaning_sim.py"],
+    "components/layers/hstu.py": ["tests/layers/test_hstu.py"],
+    "components/layers/din_activation.py": [f"{ENC}/test_meaning_din_ciubm.py"],
+    "components/layers/mlp.py": [f"{ENC}/test_meaning_din_ciubm.py"],
+    "components/layers/self_attention.py": [f"{ENC}/test_meaning_dmgin.py"],
+    "components/layers/target_attention.py": [f"{ENC}/test_meaning_sim.py"],
+    "components/layers/time_buckets.py": [f"{ENC}/test_meaning_sim.py"],
+    "components/encoders/base.py": [f"{ENC}/test_example_inputs.py", f"{ENC}/test_ranking.py"],
+    "components/encoders/example_inputs.py": [f"{ENC}/test_example_inputs.py"],
+    "components/encoders/registry.py": [f"{ENC}/test_registry.py"],
+    "components/encoders/din.py": [f"{ENC}/test_meaning_din_ciubm.py", f"{ENC}/test_baselines.py"],
+    "components/encoders/sim.py": [f"{ENC}/test_meaning_sim.py", f"{ENC}/test_baselines.py"],
+    "components/encoders/eta.py": [f"{ENC}/test_meaning_sim.py", f"{ENC}/test_ranking.py"],
+    "components/encoders/ciubm.py": [f"{ENC}/test_meaning_din_ciubm.py", f"{ENC}/test_ciubm.py"],
+    "components/encoders/dmgin.py": [
+        f"{ENC}/test_meaning_dmgin.py",
+        f"{ENC}/test_dmgin.py",
+        f"{ENC}/test_no_silent_remap.py",
+    ],
+    "components/head.py": [
+        f"{ENC}/test_no_silent_remap.py",
+        f"{ENC}/test_meaning_ctr.py",
+        f"{ENC}/test_lookup_plan.py",
+    ],
+}
+COPIED = ("components", "pipelines", "tests", "pyproject.toml")
+STATUS_LINE = re.compile(r"^\s+(\S+): (.+)$")
+
+
+def _copy_repo(workdir: Path) -> None:
+    ignore = shutil.ignore_patterns("__pycache__", ".hypothesis", "mutants")
+    for name in COPIED:
+        source, target = REPO / name, workdir / name
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=ignore)
+        else:
+            shutil.copy2(source, target)
+
+
+def _mutmut_config(source: str, tests: list[str]) -> str:
+    def toml_list(items: list[str]) -> str:
+        return "[" + ", ".join(json.dumps(i) for i in items) + "]"
+
+    return f"""
+[tool.mutmut]
+source_paths = ["components"]
+only_mutate = [{json.dumps(source)}]
+also_copy = ["pipelines/"]
+pytest_add_cli_args = ["-p", "no:cacheprovider", "--hypothesis-seed=0", "-x", "-q"]
+pytest_add_cli_args_test_selection = {toml_list(tests)}
+process_isolation = "forkserver"
+use_git_change_detection = false
+timeout_multiplier = 5.0
+timeout_constant = 10.0
+"""
+
+
+def run_file(source: str, workdir: Path, max_children: int) -> dict:
+    """Mutate one source file in a fresh copy under ``workdir``; its counts and survivors."""
+    root = workdir / source.replace("/", "_").removesuffix(".py")
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    _copy_repo(root)
+    with open(root / "pyproject.toml", "a") as config:
+        config.write(_mutmut_config(source, TESTS[source]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    mutmut = [sys.executable, "-m", "mutmut"]
+    started = time.monotonic()
+    run = subprocess.run(
+        [*mutmut, "run", "--max-children", str(max_children)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    seconds = round(time.monotonic() - started, 1)
+    (root / "mutmut-run.log").write_text(run.stdout + run.stderr)
+    listing = subprocess.run(
+        [*mutmut, "results", "--all", "true"], cwd=root, env=env, capture_output=True, text=True
+    )
+    statuses: dict[str, str] = {}
+    for line in listing.stdout.splitlines():
+        match = STATUS_LINE.match(line)
+        if match:
+            statuses[match.group(1)] = match.group(2).strip()
+    counts: dict[str, int] = {}
+    for status in statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    return {
+        "tests": TESTS[source],
+        "mutants": len(statuses),
+        "killed": counts.get("killed", 0),
+        "survived": counts.get("survived", 0),
+        "timeout": counts.get("timeout", 0),
+        "other": {k: v for k, v in counts.items() if k not in ("killed", "survived", "timeout")},
+        "survivors": sorted(n for n, s in statuses.items() if s == "survived"),
+        "seconds": seconds,
+        "mutmut_exit": run.returncode,
+        "workdir": str(root),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="*", help=f"default: all of {len(TESTS)} files")
+    parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--keep", action="store_true", help="keep the workdir (mutmut show)")
+    parser.add_argument("--max-children", type=int, default=1, help="mutmut worker processes")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    files = args.files or list(TESTS)
+    unknown = [f for f in files if f not in TESTS]
+    if unknown:
+        parser.error(f"no test selection for {unknown}; add them to TESTS in {__file__}")
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="lifelongrec-mutants-"))
+    report = json.loads(args.out.read_text()) if args.out.exists() else {}
+    report.setdefault("files", {})
+    report["tool"] = "mutmut " + _mutmut_version()
+    report["command"] = "python -m benchmarks.mutants " + " ".join(files)
+    try:
+        for source in files:
+            print(f"mutating {source} (tests: {' '.join(TESTS[source])})", flush=True)
+            result = run_file(source, workdir, args.max_children)
+            if not args.keep:
+                result.pop("workdir")
+            report["files"][source] = result
+            print(json.dumps({k: v for k, v in result.items() if k != "survivors"}), flush=True)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(report, indent=2) + "\n")
+    finally:
+        if not args.keep and args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def _mutmut_version() -> str:
+    from importlib.metadata import version
+
+    return version("mutmut")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
