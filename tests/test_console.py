@@ -26,7 +26,9 @@ def _emit(message: str, category: type[Warning], module: str) -> list[str]:
 @pytest.fixture
 def clean_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Restore the warning filters and the loggers' filters the test changes."""
-    monkeypatch.delenv(console.VERBOSE_ENV, raising=False)
+    # setenv (not delenv) so that teardown restores the variable even after quiet_third_party
+    # sets it for child processes: a leak would un-quiet every later test's subprocesses
+    monkeypatch.setenv(console.VERBOSE_ENV, "")
     loggers = [logging.getLogger(r.logger) for r in console.KNOWN_LOG_RECORDS]
     before = [list(lg.filters) for lg in loggers]
     with warnings.catch_warnings():
@@ -46,6 +48,7 @@ def test_a_known_warning_is_hidden_only_from_its_module(clean_state: None) -> No
 
 
 def test_verbose_hides_nothing(clean_state: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert console.verbose_requested() is False
     assert console.quiet_third_party(True) is False
     assert _emit(RESERVATION, FutureWarning, PLANNER) == [RESERVATION]
     assert console.verbose_requested() is True  # passed on to child processes
@@ -121,3 +124,10 @@ def test_progress_on_a_terminal_is_a_tqdm_bar_and_disabled_is_silent() -> None:
     silent.update(2)
     silent.close()
     assert out.getvalue() == ""
+
+
+def test_the_verbose_variable_does_not_leak_out_of_these_tests() -> None:
+    """Runs after the tests above: their subprocess-facing variable was restored."""
+    import os
+
+    assert os.environ.get(console.VERBOSE_ENV, "") in ("", "0")

@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,9 +180,11 @@ def _run(root: Path, tests: tuple[str, ...]) -> subprocess.CompletedProcess[str]
     return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
 
 
-@pytest.fixture(scope="module")
-def copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("mutants")
+#: the mutants run on this many copies at once (CI has 2 cores; each run is one process)
+WORKERS = 2
+
+
+def _make_copy(root: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", ".hypothesis")
     for part in COPIED:
         source, target = REPO / part, root / part
@@ -199,10 +202,16 @@ def copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
     )
     assert Path(where.stdout.strip()).is_relative_to(root), where.stdout
-    every_test = tuple(dict.fromkeys(t for m in MUTANTS for t in m.tests))
-    baseline = _run(root, every_test)
-    assert baseline.returncode == 0, "kill tests fail without a mutant:\n" + baseline.stdout[-3000:]
     return root
+
+
+@pytest.fixture(scope="module")
+def copies(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    roots = [_make_copy(tmp_path_factory.mktemp(f"mutants{i}")) for i in range(WORKERS)]
+    every_test = tuple(dict.fromkeys(t for m in MUTANTS for t in m.tests))
+    baseline = _run(roots[0], every_test)
+    assert baseline.returncode == 0, "kill tests fail without a mutant:\n" + baseline.stdout[-3000:]
+    return roots
 
 
 def test_every_mutant_names_unique_live_source() -> None:
@@ -213,17 +222,43 @@ def test_every_mutant_names_unique_live_source() -> None:
         assert mutant.old != mutant.new
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)
-def test_mutant_is_killed(copy: Path, mutant: Mutant) -> None:
-    target = copy / mutant.path
+def _try(root: Path, mutant: Mutant) -> tuple[int, str]:
+    """Apply ``mutant`` to the copy at ``root``, run its kill tests, restore the file."""
+    target = root / mutant.path
     original = target.read_text()
     assert original.count(mutant.old) == 1, f"{mutant.name}: stale"
     target.write_text(original.replace(mutant.old, mutant.new))
     try:
-        result = _run(copy, mutant.tests)
+        result = _run(root, mutant.tests)
     finally:
         target.write_text(original)
-    assert result.returncode == 1, (
-        f"mutant {mutant.name} survived (exit {result.returncode}):\n{result.stdout[-3000:]}"
+    return result.returncode, result.stdout[-1500:]
+
+
+@pytest.mark.slow
+def test_every_mutant_is_killed(copies: list[Path]) -> None:
+    """Each worker takes every WORKERS-th mutant on its own copy; killed = exit status 1."""
+
+    def work(index: int) -> dict[str, tuple[int, str]]:
+        return {m.name: _try(copies[index], m) for m in MUTANTS[index::WORKERS]}
+
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        results = {k: v for part in pool.map(work, range(WORKERS)) for k, v in part.items()}
+    assert sorted(results) == sorted(m.name for m in MUTANTS)
+    survivors = {
+        name: f"exit {code}: {tail}" for name, (code, tail) in results.items() if code != 1
+    }
+    assert survivors == {}
+
+
+@pytest.mark.slow
+def test_an_equivalent_mutant_is_reported_as_surviving(copies: list[Path]) -> None:
+    """The runner can tell a survivor: a docstring edit changes no behaviour, so its tests pass."""
+    line = (
+        '"""HSTU layer (Zhai et al., arXiv 2402.17152) with relative position and time-gap bias."""'
     )
+    equivalent = Mutant(
+        "docstring_only", HSTU, line, line.replace("HSTU layer", "An HSTU layer"),
+        (f"{TEST_HSTU}::test_constructor_defaults_and_errors",),
+    )  # fmt: skip
+    assert _try(copies[0], equivalent)[0] == 0

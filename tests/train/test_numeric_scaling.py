@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -110,8 +111,13 @@ def test_a_field_in_the_millions_trains_like_the_same_field_in_units(
     def run(data: Path, name: str, *extra: str) -> dict:
         return _train(config, f"data.dataset={data}", f"train.output_dir={tmp_path / name}", *extra)
 
-    units, big = run(tiny_dataset, "units"), run(millions, "big")
-    raw = run(millions, "raw", "model.numeric_scaling=false")
+    with ThreadPoolExecutor(max_workers=2) as pool:  # three independent runs, two at a time
+        jobs = [
+            pool.submit(run, tiny_dataset, "units"),
+            pool.submit(run, millions, "big"),
+            pool.submit(run, millions, "raw", "model.numeric_scaling=false"),
+        ]
+        units, big, raw = (job.result() for job in jobs)
     # scaled, the two runs see almost the same inputs (signed log + standardisation)
     assert abs(big["test"]["auc"] - units["test"]["auc"]) < 0.03
     assert big["test"]["logloss"] < 0.8 and np.isfinite(big["test"]["logloss"])

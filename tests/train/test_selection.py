@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -154,11 +155,15 @@ def test_test_is_scored_with_the_best_valid_state_and_patience_stops(
     short = write_config(tmp_path / "short.yaml", tiny_dataset, tmp_path / "short",
                          train={**common, "max_steps": best_step, "patience": 0},
                          loader=loader, optim={"dense_lr": 0.03})  # fmt: skip
-    at_best, _ = _train(short, "train.test_state=last")
+    # ... and the same training scored at its last state gives other numbers (both runs at once)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        short_run = pool.submit(_train, short, "train.test_state=last")
+        last_run = pool.submit(
+            _train, best_cfg, "train.test_state=last", f"train.output_dir={tmp_path / 'last'}"
+        )
+        (at_best, _), (last, _) = short_run.result(), last_run.result()
     assert at_best["steps"] == best_step
     for key in ("auc", "gauc", "logloss"):
         assert at_best["test"][key] == pytest.approx(summary["test"][key], abs=1e-6)
-    # and scoring the last state instead gives other numbers
-    last, _ = _train(best_cfg, "train.test_state=last", f"train.output_dir={tmp_path / 'last'}")
     assert last["steps"] == last_step
     assert last["test"]["logloss"] != pytest.approx(summary["test"]["logloss"], abs=1e-6)
