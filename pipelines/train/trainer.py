@@ -152,7 +152,11 @@ def train(config: ExperimentConfig, resume: str | bool = False) -> dict[str, Any
     # kept before sharding: the planner needs the head (encoder, group table), not the tables
     planner = LookupPlanner(model) if config.train.lookup_plan else None
     dmp, optimizer, dense_optimizer = shard_model(model, config, ctx)
-    scheduler = LrScheduler(optimizer, LrSchedule())  # base rates: the config's, before loading
+    train_loader = make_loader(config, "train", ctx, train=True)
+    valid_loader = make_loader(config, "valid", ctx, train=False)
+    steps_per_epoch = len(train_loader)
+    # built before a checkpoint is loaded: its base rates are the config's
+    scheduler = LrScheduler(optimizer, _lr_schedule(config, steps_per_epoch))
     state = TrainerState()
     resume_from = latest_checkpoint(out) if resume is True else (Path(resume) if resume else None)
     if resume_from is not None:
@@ -162,10 +166,6 @@ def train(config: ExperimentConfig, resume: str | bool = False) -> dict[str, Any
     kept = {k: v for k, v in state.selection.items() if k not in ("metric", "patience")}
     selection = Selection(config.train.select_metric, config.train.patience, **kept)
     log = MetricsLog(out, ctx.is_main)
-    train_loader = make_loader(config, "train", ctx, train=True)
-    valid_loader = make_loader(config, "valid", ctx, train=False)
-    steps_per_epoch = len(train_loader)
-    scheduler.schedule = _lr_schedule(config, steps_per_epoch)
     started = time.time()
     samples_seen = 0
     stop = stopped_early = False
@@ -190,12 +190,12 @@ def train(config: ExperimentConfig, resume: str | bool = False) -> dict[str, Any
         if not metrics["auc"] <= state.best_valid_auc:  # also true for the first (NaN) best
             state.best_valid_auc = metrics["auc"]
         # every rank holds the same (broadcast) metrics, so all take the same decisions
-        if selection.update(metrics[selection.metric], state.global_step, epoch):
+        improved = selection.update(metrics[selection.metric], state.global_step, epoch)
+        state.selection = asdict(selection)
+        if improved:
             info = {"metric": selection.metric, "value": selection.best_value,
                     "epoch": epoch, "step": state.global_step}  # fmt: skip
-            state.selection = asdict(selection)
             save_best(out, state, dmp, to_dict(config), info, ctx.rank)
-        state.selection = asdict(selection)
         stopped_early = selection.should_stop
 
     for epoch in range(state.epoch, config.train.epochs):

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from pipelines.data.synthetic import SyntheticConfig, write_synthetic_dataset
+from pipelines.train.config import load_config
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +49,15 @@ def write_config(path: Path, dataset: Path, output: Path, **sections: dict) -> P
         config[section].update(values)
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def train_process(config: Path, *overrides: str) -> tuple[dict, list[dict]]:
+    """``python -m pipelines.train`` in a fresh process (1 rank); returns its ``metrics.json``
+    and the records of its ``metrics.jsonl``."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "pipelines.train", "--config", str(config), *overrides]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = Path(load_config(config, list(overrides)).train.output_dir)
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return json.loads((out / "metrics.json").read_text()), lines

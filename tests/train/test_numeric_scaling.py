@@ -4,11 +4,7 @@ same field in units."""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,7 +19,7 @@ from components.layers.numeric import NumericScaler, fit_numeric_scaling, signed
 from pipelines.data.numeric import numeric_scaling, training_event_mask
 from pipelines.data.prepared import PreparedDataset
 
-from .conftest import write_config
+from .conftest import train_process, write_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -88,15 +84,6 @@ def _scaled_copy(src: Path, dst: Path, factor: float) -> Path:
     return dst
 
 
-def _train(config: Path, *overrides: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "pipelines.train", "--config", str(config), *overrides]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = next(a.split("=", 1)[1] for a in overrides if a.startswith("train.output_dir="))
-    return json.loads((Path(out) / "metrics.json").read_text())
-
-
 @pytest.mark.distributed
 def test_a_field_in_the_millions_trains_like_the_same_field_in_units(
     tiny_dataset: Path, tmp_path: Path
@@ -109,7 +96,8 @@ def test_a_field_in_the_millions_trains_like_the_same_field_in_units(
                           train={"epochs": 2, "patience": 0})  # fmt: skip
 
     def run(data: Path, name: str, *extra: str) -> dict:
-        return _train(config, f"data.dataset={data}", f"train.output_dir={tmp_path / name}", *extra)
+        overrides = (f"data.dataset={data}", f"train.output_dir={tmp_path / name}", *extra)
+        return train_process(config, *overrides)[0]
 
     with ThreadPoolExecutor(max_workers=2) as pool:  # three independent runs, two at a time
         jobs = [

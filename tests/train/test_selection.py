@@ -3,11 +3,7 @@ learning-rate warmup/decay. Unit tests of the rules, then real training processe
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,7 +16,7 @@ from pipelines.train.schedule import LrSchedule
 from pipelines.train.selection import Selection
 from pipelines.train.trainer import _chunks
 
-from .conftest import write_config
+from .conftest import train_process, write_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -118,16 +114,6 @@ def test_bad_selection_and_schedule_settings_name_the_key(
         load_config(config, [override])
 
 
-def _train(config: Path, *overrides: str) -> tuple[dict, list[dict]]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "pipelines.train", "--config", str(config), *overrides]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = Path(load_config(config, list(overrides)).train.output_dir)
-    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    return json.loads((out / "metrics.json").read_text()), lines
-
-
 @pytest.mark.distributed
 def test_test_is_scored_with_the_best_valid_state_and_patience_stops(
     tiny_dataset: Path, tmp_path: Path
@@ -137,7 +123,7 @@ def test_test_is_scored_with_the_best_valid_state_and_patience_stops(
     loader = {"batch_size": 32}
     best_cfg = write_config(tmp_path / "best.yaml", tiny_dataset, tmp_path / "best",
                             train=common, loader=loader, optim={"dense_lr": 0.03})  # fmt: skip
-    summary, lines = _train(best_cfg)
+    summary, lines = train_process(best_cfg)
     valid = [r for r in lines if r["split"] == "valid"]
     # the trainer stopped exactly where the rule says, and picked the rule's best
     sel = Selection("auc", common["patience"])
@@ -157,9 +143,12 @@ def test_test_is_scored_with_the_best_valid_state_and_patience_stops(
                          loader=loader, optim={"dense_lr": 0.03})  # fmt: skip
     # ... and the same training scored at its last state gives other numbers (both runs at once)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        short_run = pool.submit(_train, short, "train.test_state=last")
+        short_run = pool.submit(train_process, short, "train.test_state=last")
         last_run = pool.submit(
-            _train, best_cfg, "train.test_state=last", f"train.output_dir={tmp_path / 'last'}"
+            train_process,
+            best_cfg,
+            "train.test_state=last",
+            f"train.output_dir={tmp_path / 'last'}",
         )
         (at_best, _), (last, _) = short_run.result(), last_run.result()
     assert at_best["steps"] == best_step
