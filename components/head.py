@@ -87,7 +87,7 @@ class SequenceHead(nn.Module):
             over_in += config.embedding_dim
         if config.numeric_summary:
             over_in += vocab.num_numeric + 1  # + log1p(history length)
-        self.over_arch = MLP(over_in, [*config.over_arch, 1])
+        self.over_arch = MLP(over_in, [*config.over_arch, 1], dropout=config.over_arch_dropout)
 
     def groups_of(self, items: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
         if self.config.group_key == "category":

@@ -37,12 +37,19 @@ class DatasetSpec:
     adapter: ``pipelines.prepare --dataset`` adapter name (None: synthetic smoke data).
     directory: folder under ``--data-dir``.
     recipe_prefix: ``recipes/configs/<prefix>_<model>.yaml``.
+    path: a prepared directory given as ``--dataset PATH`` (a user's own data); None for the
+        named datasets, which live under ``--data-dir``.
     """
 
     name: str
     adapter: str | None
     directory: str
     recipe_prefix: str
+    path: Path | None = None
+
+    @property
+    def synthetic(self) -> bool:
+        return self.adapter is None and self.path is None
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -52,6 +59,8 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("instacart-u593", "instacart-u593", "instacart", "instacart"),
         # quick mode: no ml-100k recipes exist; the MovieLens-1M recipes are used as written
         DatasetSpec("ml-100k", "movielens-100k", "ml100k", "ml1m"),
+        DatasetSpec("taobao-tail10k", "taobao-tail10k", "taobao", "ml1m"),
+        DatasetSpec("spotify-streaming-u13", "spotify-streaming-u13", "spotify", "ml1m"),
         DatasetSpec("synthetic-smoke", None, "synthetic-smoke", "ml1m"),
     )
 }
@@ -77,8 +86,41 @@ def _run_step(module: str, args: list[str], root: Path) -> None:
         raise RuntimeError(f"python -m {module} {' '.join(args)} failed:\n{tail(log)}")
 
 
+def resolve_dataset(name_or_path: str) -> DatasetSpec:
+    """A named dataset (:data:`DATASETS`) or a prepared directory (``manifest.json`` inside).
+
+    A directory is benchmarked with the generic MovieLens recipes (``ml1m_*``: the recipes
+    that assume nothing about the log beyond the prepared contract); its results file is
+    named after the directory.
+
+    Raises:
+        SystemExit: neither a known name nor a directory holding ``manifest.json``.
+    """
+    if name_or_path in DATASETS:
+        return DATASETS[name_or_path]
+    path = Path(name_or_path).expanduser()
+    if not (path / "manifest.json").is_file():
+        raise SystemExit(
+            f"--dataset {name_or_path!r}: not a known dataset ({', '.join(sorted(DATASETS))}) "
+            f"and {path / 'manifest.json'} does not exist (prepare it with python -m "
+            "pipelines.prepare --events ... --out DIR)"
+        )
+    path = path.resolve()
+    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in path.name)
+    if name in DATASETS:
+        name = f"{name}-own"  # never overwrite a named dataset's results
+    return DatasetSpec(name, None, str(path), "ml1m", path)
+
+
+def has_item_text(root: Path) -> bool:
+    """Whether the prepared dataset names item text fields (content variants need them)."""
+    return bool(json.loads((root / "manifest.json").read_text()).get("text_fields"))
+
+
 def ensure_prepared(spec: DatasetSpec, data_dir: Path) -> Path:
     """The prepared directory of ``spec`` (made when missing); checks it holds that dataset."""
+    if spec.path is not None:
+        return spec.path  # a user's own prepared directory: used as it is
     root = data_dir / spec.directory
     manifest = root / "manifest.json"
     if not manifest.is_file():
@@ -109,7 +151,7 @@ def ensure_groups(spec: DatasetSpec, root: Path, k: int) -> tuple[Path, dict[str
     from pipelines.data.prepared import PreparedDataset
 
     content = root / "content"
-    if spec.adapter is None:
+    if spec.synthetic:
         path, report_path = content / "bench_groups_latent.parquet", None
         if not path.is_file():
             items = PreparedDataset.open(root).read_items()
@@ -149,7 +191,7 @@ def ensure_groups(spec: DatasetSpec, root: Path, k: int) -> tuple[Path, dict[str
 def ensure_content(spec: DatasetSpec, root: Path) -> tuple[Path, str]:
     """``(frozen content .npy, description)`` for CiUBM."""
     content = root / "content"
-    if spec.adapter is None:
+    if spec.synthetic:
         path = content / "bench_random_content.npy"
         if not path.is_file():
             from pipelines.data.prepared import PreparedDataset

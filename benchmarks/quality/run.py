@@ -24,17 +24,28 @@ The learning rate is chosen per model by mean valid AUC over seeds (:mod:`benchm
 ``--lr-search-seeds`` the grid runs on those seeds first; the other ``--seeds`` then run only at
 each model's rate chosen from what is recorded (:func:`benchmarks.quality.plan.runs_at_chosen_rates`).
 
+``--dataset`` is a named dataset or the path of any prepared directory (a user's own log through
+``python -m pipelines.prepare --events ... --out DIR``): the same protocol, with the generic
+``ml1m_*`` recipes; variants that need item text (content-cluster DMGIN, CiUBM) are left out,
+with a printed reason, when the manifest names no text fields. ``--max-len`` changes
+``loader.max_len`` for every model and writes its own results file
+(``quality_<dataset>-L<max_len>.json``), for quality-versus-history-length tables.
+``--budget-minutes`` bounds the wall time: no run starts once it is spent, and the runs left
+are listed (and recorded as not run), never silently dropped.
+
 Usage::
 
     python -m benchmarks.quality --dataset ml-1m-u2999 [--models all|DIN,DMGIN,...]
         [--seeds 0,1,2] [--lr-search-seeds 0] [--lrs 0.002,0.004] [--epochs 2]
-        [--data-dir data] [--k 64]
+        [--data-dir data] [--k 64] [--max-len 10000] [--budget-minutes 60]
+    python -m benchmarks.quality --dataset path/to/prepared_dir --budget-minutes 30
     python -m benchmarks.quality --smoke --results-dir /tmp/out   # tiny synthetic run, < 1 min
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
 import time
@@ -56,12 +67,15 @@ from benchmarks.common import (
 )
 from benchmarks.quality.data import (
     DATASETS,
+    DatasetSpec,
     dataset_facts,
     ensure_content,
     ensure_groups,
     ensure_prepared,
     floor_metrics,
+    has_item_text,
     repeat_count_metrics,
+    resolve_dataset,
 )
 from benchmarks.quality.plan import (
     LR_KEY,
@@ -166,7 +180,11 @@ def _parse_list(text: str, kind: type) -> list[Any]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command line; ``--smoke`` fills in its own dataset, models, seed, lr and epochs."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=sorted(DATASETS), default=None)
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        help=f"one of {', '.join(sorted(DATASETS))}, or the path of a prepared directory",
+    )
     parser.add_argument("--models", default=None, help="'all' or comma-separated variant names")
     parser.add_argument("--seeds", default=None, help="comma-separated (default 0,1,2)")
     parser.add_argument("--lrs", default=None, help=f"{LR_KEY} grid (default 0.002,0.004)")
@@ -181,6 +199,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs" / "bench" / "quality")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--k", type=int, default=64, help="K-means groups for DMGIN (content)")
+    parser.add_argument(
+        "--max-len",
+        type=int,
+        default=None,
+        help="loader.max_len for every model (default: recipes')",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an extra config override for every run (repeatable), e.g. loader.batch_size=256",
+    )
+    parser.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=None,
+        help="no run starts after this many minutes; the rest are listed as not run",
+    )
     parser.add_argument(
         "--timeout", type=float, default=None, help="seconds per run (default: none)"
     )
@@ -197,7 +235,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             setattr(args, name, value)
     if args.epochs < 1:
         parser.error("--epochs must be >= 1")
+    if args.max_len is not None and args.max_len < 1:
+        parser.error("--max-len must be >= 1")
+    if args.budget_minutes is not None and args.budget_minutes <= 0:
+        parser.error("--budget-minutes must be > 0")
     return args
+
+
+def select_dataset(args: argparse.Namespace) -> DatasetSpec:
+    """The dataset spec of ``--dataset``, renamed ``<name>-L<max_len>`` under ``--max-len``."""
+    spec = resolve_dataset(args.dataset)
+    if args.max_len is not None:
+        spec = dataclasses.replace(spec, name=f"{spec.name}-L{args.max_len}")
+    return spec
+
+
+def models_for(
+    spec: DatasetSpec, root: Path, models: list[str], explicit: bool
+) -> tuple[list[str], dict[str, str]]:
+    """The models that can run on ``root`` and ``{left-out model: reason}``.
+
+    A dataset without item text cannot give content-cluster groups or content embeddings; the
+    default model list leaves those variants out (and says so), an explicit ``--models`` naming
+    one is an error. The synthetic smoke data stands in latent groups and random content.
+    """
+    if spec.synthetic or has_item_text(root):
+        return models, {}
+    needs = [m for m in models if VARIANTS[m].groups or VARIANTS[m].content]
+    reason = f"{root / 'manifest.json'} names no item text fields (content groups/embeddings)"
+    if needs and explicit:
+        raise SystemExit(f"{', '.join(needs)} cannot run: {reason}")
+    return [m for m in models if m not in needs], dict.fromkeys(needs, reason)
 
 
 def write_reports(results: dict[str, Any], results_dir: Path, dataset: str) -> Path:
@@ -212,16 +280,19 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 when every planned run is ok, 1 otherwise."""
     args = parse_args(argv)
     models = parse_models(args.models)  # exits with the known names on a typo
+    spec = select_dataset(args)
     seeds = _parse_list(args.seeds, int)
     search_seeds = seeds if args.lr_search_seeds is None else _parse_list(args.lr_search_seeds, int)
     if not set(search_seeds) <= set(seeds):
         raise SystemExit(f"--lr-search-seeds {search_seeds} must be among --seeds {seeds}")
     lrs = _parse_list(args.lrs, float)
-    spec = DATASETS[args.dataset]
     data_dir = args.data_dir.resolve()
     results_path = args.results_dir.resolve() / f"quality_{spec.name}.json"
 
     root = ensure_prepared(spec, data_dir)
+    models, left_out = models_for(spec, root, models, explicit=args.models != "all")
+    for name, reason in left_out.items():
+        print(f"{name}: left out: {reason}")
     groups = content = None
     extra_info: dict[str, Any] = {}
     if any(VARIANTS[m].groups for m in models):
@@ -229,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     if any(VARIANTS[m].content for m in models):
         content, extra_info["content"] = ensure_content(spec, root)
     extra = [*BENCH_OVERRIDES, f"train.epochs={args.epochs}"]
+    if args.max_len is not None:
+        extra.append(f"loader.max_len={args.max_len}")
+    extra += args.overrides
     if args.smoke:
         extra += SMOKE_OVERRIDES
     try:
@@ -248,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         "lr_key": LR_KEY,
         "epochs": args.epochs,
         "k": args.k,
+        "left_out": left_out,
+        "budget_minutes": args.budget_minutes,
         "recipe_prefix": spec.recipe_prefix,
         "extra_overrides": extra,
         "shared": shared,
@@ -264,7 +340,14 @@ def main(argv: list[str] | None = None) -> int:
         data.setdefault("runs", {})
 
     results = update_json(results_path, start)
-    counts = {"trained": 0, "skipped": 0, "failed": 0}
+    counts = {"trained": 0, "skipped": 0, "failed": 0, "not_run_budget": 0}
+    began = time.monotonic()
+    over_budget: list[str] = []
+
+    def budget_spent() -> bool:
+        if args.budget_minutes is None:
+            return False
+        return time.monotonic() - began >= 60.0 * args.budget_minutes
 
     def run_stage(stage: list[PlannedRun], label: str, results: dict[str, Any]) -> dict[str, Any]:
         bar = progress(stage, desc=f"quality {spec.name}{label}", unit="run")
@@ -273,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
             previous = results.get("runs", {}).get(run.variant.name, {}).get(run.key)
             if previous and previous.get("status") == "ok" and previous.get("hash") == run.hash:
                 counts["skipped"] += 1
+                continue
+            if budget_spent():
+                counts["not_run_budget"] += 1
+                over_budget.append(f"{run.variant.name} {run.key}")
                 continue
             record = train_one(run, args.timeout)
             record["finished"] = utc_now()
@@ -300,12 +387,22 @@ def main(argv: list[str] | None = None) -> int:
         plan = search + confirm
 
     def finish(data: dict[str, Any]) -> None:
-        data["last_invocation"] = {**counts, "planned": len(plan), "finished": utc_now()}
+        data["last_invocation"] = {
+            **counts,
+            "planned": len(plan),
+            "not_run_over_budget": over_budget,
+            "finished": utc_now(),
+        }
         data["summary"] = summarize(data)
 
     results = update_json(results_path, finish)
     markdown = write_reports(results, results_path.parent, spec.name)
     print(render_quality_markdown(results))
+    if over_budget:
+        print(
+            f"budget of {args.budget_minutes:g} min spent: {len(over_budget)} run(s) not started "
+            f"({', '.join(over_budget)}); rerun the same command to continue them"
+        )
     print(
         f"{counts['trained']} trained, {counts['skipped']} skipped (already recorded), "
         f"{counts['failed']} failed -> {results_path}, {markdown}"

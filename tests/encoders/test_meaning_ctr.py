@@ -134,3 +134,31 @@ def test_the_encoder_beats_its_zeroed_output_on_a_task_that_needs_the_history(
     without = train_and_score(name, True, train, test)
     assert without < 0.6, f"{name}: the task leaks the label without the history ({without})"
     assert with_history > 0.8 and with_history > without + 0.2, (name, with_history, without)
+
+
+def test_over_arch_dropout_acts_in_training_only() -> None:
+    """``model.over_arch_dropout`` changes the training-mode output (random units dropped) and
+    nothing in eval mode; 0 leaves training-mode outputs deterministic; >= 1 is refused."""
+    batch = batch_of(*make_samples(32, seed=2))
+
+    def model_with(dropout: float) -> LifelongCTRModel:
+        torch.manual_seed(0)
+        config = ModelConfig(
+            encoder="DIN",
+            encoder_config=ENCODERS["DIN"],
+            embedding_dim=8,
+            behavior_dim=2,
+            over_arch=[32, 16],
+            over_arch_dropout=dropout,
+        )
+        return LifelongCTRModel(config, VOCAB)
+
+    plain, dropped = model_with(0.0), model_with(0.5)
+    with torch.no_grad():
+        plain.eval(), dropped.eval()
+        assert torch.allclose(plain(batch).logits, dropped(batch).logits)
+        plain.train(), dropped.train()
+        assert torch.allclose(plain(batch).logits, plain(batch).logits)
+        assert not torch.allclose(dropped(batch).logits, plain(batch).logits)
+    with pytest.raises(ValueError, match="over_arch_dropout"):
+        model_with(1.0)
