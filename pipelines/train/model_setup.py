@@ -70,7 +70,9 @@ def load_item_to_group(path: str | None, num_items: int) -> torch.Tensor | None:
             f"{path}: column 'item' has index {frame['item'].max()} >= vocab {num_items}"
         )
     table = torch.zeros(num_items, dtype=torch.int64)
-    table[torch.from_numpy(frame["item"].to_numpy())] = torch.from_numpy(frame["group"].to_numpy())
+    # copies: pyarrow-backed columns can be read-only, which torch.from_numpy warns about
+    items = torch.from_numpy(frame["item"].to_numpy(dtype=np.int64, copy=True))
+    table[items] = torch.from_numpy(frame["group"].to_numpy(dtype=np.int64, copy=True))
     return table
 
 
