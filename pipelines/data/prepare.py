@@ -49,6 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--item-text", default="", help="comma-separated text columns of the items file")
     g.add_argument("--numeric", default="", help="comma-separated numeric event columns")
     g.add_argument("--sep", default=",", help="field separator")
+    e = p.add_argument_group("engine (generic --events path; see docs/data.md)")
+    e.add_argument(
+        "--engine",
+        choices=("pandas", "duckdb"),
+        default="pandas",
+        help="pandas: in memory (reference); duckdb: out of core, --events may be a directory",
+    )
+    e.add_argument("--memory-limit", default="2GB", help="duckdb memory_limit (spills beyond)")
+    e.add_argument("--threads", type=int, default=2, help="duckdb worker threads")
+    e.add_argument(
+        "--temp-dir", type=Path, default=None, help="duckdb spill dir (default: beside --out)"
+    )
     s = p.add_argument_group("synthetic")
     s.add_argument("--users", type=int, default=200)
     s.add_argument("--mean-length", type=int, default=1000)
@@ -84,11 +96,27 @@ def prepare(args: argparse.Namespace) -> dict:
         )
         write_synthetic_dataset(args.out, config)
         return json.loads((args.out / "manifest.json").read_text())
+    if args.engine == "duckdb" and args.events is None:
+        raise ValueError("--engine duckdb supports the generic --events path only")
     if args.events is not None:
         from pipelines.data.ingest import parse_mapping, read_generic
 
         if not args.label:
             raise ValueError("--label is required with --events")
+        if args.engine == "duckdb":
+            from pipelines.data.outofcore import DuckConfig, GenericSpec, prepare_duckdb
+
+            spec = GenericSpec(
+                args.events,
+                parse_mapping(args.map),
+                args.label,
+                items=args.items,
+                item_text=_split(args.item_text),
+                numeric=_split(args.numeric),
+                sep=args.sep,
+            )
+            config = DuckConfig(args.memory_limit, args.threads, args.temp_dir)
+            return prepare_duckdb(spec, args.out, config, seed=args.seed)
         raw = read_generic(
             args.events,
             parse_mapping(args.map),
