@@ -19,6 +19,7 @@ from components.layers.mlp import MLP
 from components.layers.numeric import NumericScaler
 from components.model_config import ModelConfig, ModelOutput, Vocab
 from components.ops.jagged import lengths_to_offsets
+from components.ops.symbolic import tracing
 
 
 class SequenceHead(nn.Module):
@@ -137,22 +138,68 @@ class SequenceHead(nn.Module):
         candidate rows (user-major) first, then the N history rows. The encoder scores them
         through :meth:`SequenceEncoder.forward_candidates` (DMGIN: one user state for all C)."""
         b, c = history_lengths.shape[0], num_candidates
-        flat, history = self._query_and_history(
-            *_embeddings(item_kt, b * c, None, item_ids.numel() // 3 - b * c),
-            item_ids,
+        query_emb, history_emb, behavior_emb, _ = _embeddings(
+            item_kt, b * c, None, item_ids.numel() // 3 - b * c
+        )
+        user = user_kt["user_id"] if self.config.use_user_embedding else None
+        ids = item_ids.view(3, -1)  # item, category, behavior ids per row
+        return self.rank_embeddings(
+            user,
+            query_emb.unflatten(0, (b, c)),
+            ids[0, : b * c].view(b, c),
+            ids[1, : b * c].view(b, c),
+            history_emb,
+            behavior_emb,
+            ids[0, b * c :],
+            ids[1, b * c :],
+            ids[2, b * c :],
+            history_lengths,
+            history_age,
+            history_numeric,
+        )
+
+    def rank_embeddings(
+        self,
+        user_emb: torch.Tensor | None,
+        candidate_emb: torch.Tensor,
+        candidate_items: torch.Tensor,
+        candidate_categories: torch.Tensor,
+        history_emb: torch.Tensor,
+        history_behavior_emb: torch.Tensor,
+        history_items: torch.Tensor,
+        history_categories: torch.Tensor,
+        history_behaviors: torch.Tensor,
+        history_lengths: torch.Tensor,
+        history_age: torch.Tensor,
+        history_numeric: torch.Tensor,
+    ) -> torch.Tensor:
+        """:meth:`rank` after the lookups, on plain tensors (the dense part an export cuts at
+        the embedding boundary): ``user_emb [B, E]`` (None without ``use_user_embedding``),
+        ``candidate_emb [B, C, D]``, candidate ids ``[B, C]``, ``history_emb [N, D]``,
+        ``history_behavior_emb [N, D_b]``, history ids ``[N]`` -> logits ``[B, C]``."""
+        b, c = candidate_emb.shape[0], candidate_emb.shape[1]
+        flat, history = self._query_and_history_of(
+            candidate_emb.flatten(0, 1),
+            candidate_items.flatten(),
+            candidate_categories.flatten(),
+            history_emb,
+            history_behavior_emb,
+            None,
+            history_items,
+            history_categories,
+            history_behaviors,
             history_lengths,
             history_age,
             history_numeric,
         )
         grid = Query(
-            embeddings=flat.embeddings.view(b, c, -1),
+            embeddings=flat.embeddings.unflatten(0, (b, c)),
             item_ids=flat.item_ids.view(b, c),
             category_ids=flat.category_ids.view(b, c),
             group_ids=flat.group_ids.view(b, c),
         )
-        interest = self.encoder.forward_candidates(grid, history).reshape(b * c, -1)
-        user = user_kt["user_id"] if self.config.use_user_embedding else None
-        return self._logits(interest, flat.embeddings, user, history, c).view(b, c)
+        interest = self.encoder.forward_candidates(grid, history).flatten(0, 1)
+        return self._logits(interest, flat.embeddings, user_emb, history, c).unflatten(0, (b, c))
 
     def history_rows(
         self,
@@ -196,20 +243,51 @@ class SequenceHead(nn.Module):
         k = query_emb.shape[0]
         ids = item_ids.view(3, -1)  # item, category, behavior ids per row
         items, categories, behaviors = ids[0], ids[1], ids[2]
+        return self._query_and_history_of(
+            query_emb,
+            items[:k],
+            categories[:k],
+            history_emb,
+            history_behavior_emb,
+            embedding_rows,
+            items[k:],
+            categories[k:],
+            behaviors[k:],
+            history_lengths,
+            history_age,
+            history_numeric,
+        )
+
+    def _query_and_history_of(
+        self,
+        query_emb: torch.Tensor,
+        query_items: torch.Tensor,
+        query_categories: torch.Tensor,
+        history_emb: torch.Tensor,
+        history_behavior_emb: torch.Tensor,
+        embedding_rows: torch.Tensor | None,
+        history_items: torch.Tensor,
+        history_categories: torch.Tensor,
+        history_behaviors: torch.Tensor,
+        history_lengths: torch.Tensor,
+        history_age: torch.Tensor,
+        history_numeric: torch.Tensor,
+    ) -> tuple[Query, History]:
+        """:meth:`_query_and_history` with the ids given per field (``[K]`` and ``[N]``)."""
         query = Query(
             embeddings=query_emb,
-            item_ids=items[:k],
-            category_ids=categories[:k],
-            group_ids=self.groups_of(items[:k], categories[:k]),
+            item_ids=query_items,
+            category_ids=query_categories,
+            group_ids=self.groups_of(query_items, query_categories),
         )
         history = History(
             embeddings=history_emb,
             lengths=history_lengths,
             offsets=lengths_to_offsets(history_lengths),
-            item_ids=items[k:],
-            category_ids=categories[k:],
-            group_ids=self.groups_of(items[k:], categories[k:]),
-            behavior_ids=behaviors[k:],
+            item_ids=history_items,
+            category_ids=history_categories,
+            group_ids=self.groups_of(history_items, history_categories),
+            behavior_ids=history_behaviors,
             age=history_age,
             # a method, not a module call: history_rows runs on TorchRec's data-loading thread
             numeric=self.numeric_scaler.scale_values(history_numeric),
@@ -233,7 +311,7 @@ class SequenceHead(nn.Module):
             parts.append(user_emb)
         if self.config.numeric_summary:
             parts.append(_numeric_summary(history))
-        if per_user > 1:
+        if tracing() or per_user > 1:  # traced: C is symbolic (a repeat of 1 is a copy)
             parts[2:] = [part.repeat_interleave(per_user, dim=0) for part in parts[2:]]
         return self.over_arch(torch.cat(parts, dim=1)).squeeze(1)
 
@@ -302,7 +380,9 @@ def _numeric_summary(history: History) -> torch.Tensor:
     """``[B, F + 1]``: mean of each numeric field over the history, and log1p(length)."""
     b = history.lengths.shape[0]
     segment = torch.repeat_interleave(
-        torch.arange(b, device=history.lengths.device), history.lengths
+        torch.arange(b, device=history.lengths.device),
+        history.lengths,
+        output_size=history.numeric.shape[0],
     )
     sums = torch.zeros(b, history.numeric.shape[1], device=history.numeric.device)
     sums.index_add_(0, segment, history.numeric)

@@ -163,8 +163,8 @@ class SequenceEncoder(nn.Module):
         hashes, SIMSoft's projection, CiUBM's id-only similarity).
         """
         b, c = candidates.item_ids.shape
-        return self.forward(flatten_candidates(candidates), repeat_history(history, c)).view(
-            b, c, -1
+        return self.forward(flatten_candidates(candidates), repeat_history(history, c)).unflatten(
+            0, (b, c)
         )
 
 
@@ -172,10 +172,10 @@ def flatten_candidates(candidates: Query) -> Query:
     """A ``[B, C, ...]`` candidate grid as ``B * C`` single candidates (user-major)."""
     b, c = candidates.item_ids.shape
     return Query(
-        embeddings=candidates.embeddings.reshape(b * c, -1),
-        item_ids=candidates.item_ids.reshape(b * c),
-        category_ids=candidates.category_ids.reshape(b * c),
-        group_ids=candidates.group_ids.reshape(b * c),
+        embeddings=candidates.embeddings.flatten(0, 1),
+        item_ids=candidates.item_ids.flatten(),
+        category_ids=candidates.category_ids.flatten(),
+        group_ids=candidates.group_ids.flatten(),
     )
 
 
@@ -203,5 +203,5 @@ def take_history_rows(
 def repeat_history(history: History, times: int) -> History:
     """Every sample's history ``times`` times in a row (``[B]`` samples -> ``[B * times]``,
     sample-major), e.g. to pair each of C candidates with its user's history."""
-    rows, lengths = repeat_segments(history.offsets, times)
+    rows, lengths = repeat_segments(history.offsets, times, history.item_ids.shape[0])
     return take_history_rows(history, rows, lengths)

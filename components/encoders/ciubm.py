@@ -38,6 +38,7 @@ from components.encoders.base import (
     flatten_candidates,
 )
 from components.layers.mlp import MLP
+from components.ops.symbolic import tracing, value_max
 
 
 @dataclass
@@ -95,6 +96,10 @@ def content_similarity(
         d = max(table.shape[-1], 1)
         chunk = chunk_rows or max(1, SIMILARITY_CHUNK_ELEMENTS // d)
         query = F.normalize(table[query_ids], dim=-1)  # [B, d]
+        if tracing():  # one chunk: a loop over a symbolic N would fix N to the example's
+            rows = table[history_ids]
+            dots = (rows * query[ops.segment_ids(offsets, history_ids.numel())]).sum(dim=-1)
+            return dots / rows.norm(dim=-1).clamp_min(1e-12)
         segment = ops.segment_ids(offsets, history_ids.numel())  # [N]
         out = torch.empty(history_ids.numel(), dtype=table.dtype, device=table.device)
         for start in range(0, history_ids.numel(), chunk):
@@ -127,10 +132,14 @@ def masked_topk(
         ([[1], [2]], [[True], [True]])
     """
     lengths = offsets[1:] - offsets[:-1]
-    longest = int(lengths.max()) if lengths.numel() else 0
+    n = scores.numel()
+    if tracing():  # a bounded symbol, not a Python int
+        longest = value_max(lengths, upper=n)
+    else:
+        longest = int(lengths.max()) if lengths.numel() else 0
     position = torch.arange(longest, device=scores.device)
     valid = position[None, :] < lengths[:, None]
-    rows = (offsets[:-1, None] + position[None, :]).clamp(max=max(scores.numel() - 1, 0))
+    rows = (offsets[:-1, None] + position[None, :]).clamp(max=torch.sym_max(n - 1, 0))
     if k is None or k >= longest:
         return torch.where(valid, rows, 0), valid
     padded = torch.where(valid, scores[rows], float("-inf"))
@@ -321,12 +330,14 @@ class CiUBM(SequenceEncoder):
         self._check_content()
         b, c = candidates.item_ids.shape
         flat = flatten_candidates(candidates)
-        rows, lengths = ops.repeat_segments(history.offsets, c)  # [C * N] pairs, user-major
+        rows, lengths = ops.repeat_segments(
+            history.offsets, c, history.item_ids.shape[0]
+        )  # [C * N] pairs, user-major
         offsets = ops.lengths_to_offsets(lengths)
         similarity = content_similarity(
             self.content, flat.item_ids, history.item_ids[rows], offsets
         )
-        return self._from_similarity(flat, history, similarity, offsets, rows).view(b, c, -1)
+        return self._from_similarity(flat, history, similarity, offsets, rows).unflatten(0, (b, c))
 
     def _check_content(self) -> None:
         if self.content.numel() == 0:

@@ -13,6 +13,7 @@ import torch
 from components.encoders.base import EncoderSpec, History, Query, SequenceEncoder
 from components.layers.din_activation import DINActivationUnit
 from components.ops import jagged
+from components.ops.symbolic import tracing
 
 
 @dataclass
@@ -86,8 +87,9 @@ class DINFull(DIN):
         segment = jagged.segment_ids(history.offsets, n)
         keys = history.embeddings
         max_len = self.config.max_len
-        if n and bool((history.lengths > max_len).any()):  # keep the most recent max_len
-            keep = jagged.last_rows(history.offsets, max_len)
+        # traced: no branch on the lengths (keeping the last max_len of shorter ones keeps all)
+        if tracing() or (n and bool((history.lengths > max_len).any())):
+            keep = jagged.last_rows(history.offsets, max_len, n)
             keys, segment = keys[keep], segment[keep]
         return self.unit.forward_jagged(query.embeddings, keys, segment)
 

@@ -50,6 +50,7 @@ from components.ops.grouping import (
     group_stats_dim,
 )
 from components.ops.retrieval import hard_search
+from components.ops.symbolic import tracing
 
 
 @dataclass
@@ -298,7 +299,14 @@ class DMGIN(SequenceEncoder):
             valid = grouped.group_mask
             inner_mask = grouped.behavior_mask[valid]
             # slots are left-aligned: pad only to the largest group of the batch (<= M)
-            width = max(int(inner_mask.sum(dim=1).max()), 1) if inner_mask.shape[0] else 1
+            # (traced: all M slots, a static width the attention kernels can specialize on)
+            width = (
+                cfg.max_per_group
+                if tracing()
+                else max(int(inner_mask.sum(dim=1).max()), 1)
+                if inner_mask.shape[0]
+                else 1
+            )
             inner_mask = inner_mask[:, :width]
             inner_index = grouped.behavior_index[valid][:, :width]
             if target_rows is None:
@@ -324,7 +332,7 @@ class DMGIN(SequenceEncoder):
                 slots = slots.view(*inner_index.shape, h)
                 prefetched = (target_index, target_mask, target.view(*target_index.shape, h))
             pooled = torch.zeros(b, g, h, device=device, dtype=dtype)
-            if slots.shape[0]:
+            if tracing() or slots.shape[0]:  # traced: V = 0 runs the same ops on nothing
                 encoded = masked_mean(self.intra(slots, inner_mask), inner_mask)
                 pooled = pooled.index_put((valid,), encoded)
             parts.append(pooled)
@@ -335,12 +343,14 @@ class DMGIN(SequenceEncoder):
         assert self.group_proj is not None
         groups = self.group_proj(torch.cat(parts, dim=-1)) * grouped.group_mask.unsqueeze(-1)
         if len(self.hstu):
-            rows = (history.offsets[:-1].unsqueeze(1) + grouped.group_last_position).clamp(
-                max=max(history.age.shape[0] - 1, 0)
-            )
-            last_age = (
-                history.age[rows] if history.age.shape[0] else torch.zeros_like(rows, dtype=dtype)
-            )
+            rows = history.offsets[:-1].unsqueeze(1) + grouped.group_last_position
+            if tracing():  # no branch on N: a masked group reads an appended 0 (N = 0 included)
+                age = torch.cat([history.age, history.age.new_zeros(1)])
+                last_age = age[rows.clamp(max=history.age.shape[0])]
+            elif history.age.shape[0]:
+                last_age = history.age[rows.clamp(max=history.age.shape[0] - 1)]
+            else:
+                last_age = torch.zeros_like(rows, dtype=dtype)
             times = -last_age * grouped.group_mask  # larger = more recent
             for layer in self.hstu:
                 groups = layer(groups, grouped.group_mask, times)
@@ -386,7 +396,7 @@ class DMGIN(SequenceEncoder):
         One candidate per user (training) scans the history; C > 1 candidates look their group
         up in the state's group index instead (O(log L + K) per candidate, not O(L)). The two
         paths agree (``tests/encoders/test_dmgin.py``: forward vs ``score_candidates``)."""
-        if c > 1:
+        if tracing() or c > 1:  # traced: C is symbolic, the indexed path serves any C
             return self._target_group_indexed(state, candidates, b, c)
         query_groups = searched_groups(candidates.group_ids.reshape(b))
         segment = jagged.segment_ids(state.offsets, state.group_ids.shape[0])
@@ -412,7 +422,7 @@ class DMGIN(SequenceEncoder):
             outputs += [attended, torch.log1p(count).unsqueeze(1)]
         if self.target_stats_dim:
             outputs.append(self._target_group_statistics(state, segment, same, count))
-        return torch.cat(outputs, dim=1).view(b, c, -1)
+        return torch.cat(outputs, dim=1).unflatten(0, (b, c))
 
     def _target_group_indexed(
         self, state: DMGINUserState, candidates: Query, b: int, c: int
@@ -424,7 +434,7 @@ class DMGIN(SequenceEncoder):
         rows, mask, segment, found = lookup_group(
             index,
             users,
-            searched_groups(candidates.group_ids.reshape(b * c)),
+            searched_groups(candidates.group_ids.flatten()),
             self.config.target_group_max_len,
         )
         # segment S is an all-zero dummy row: queries whose group the user never touched
@@ -441,14 +451,14 @@ class DMGIN(SequenceEncoder):
                 mask,
                 state.embedding_rows,
             )
-            attended = self.target_attention(candidates.embeddings.reshape(b * c, -1), kept, mask)
+            attended = self.target_attention(candidates.embeddings.flatten(0, 1), kept, mask)
             outputs += [attended, torch.log1p(count).unsqueeze(1)]
         if self.target_stats_dim:
             if state.group_tables is None:
                 state.group_tables = self._segment_tables(state, index)
             per_type, sums, newest = (table[segment] for table in state.group_tables)
             outputs.append(self._statistics_from(per_type, sums, newest, count))
-        return torch.cat(outputs, dim=1).view(b, c, -1)
+        return torch.cat(outputs, dim=1).unflatten(0, (b, c))
 
     def _segment_tables(
         self, state: DMGINUserState, index: GroupIndex

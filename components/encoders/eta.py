@@ -70,7 +70,9 @@ class ETA(SequenceEncoder):
         flat = flatten_candidates(candidates)
         with torch.no_grad():
             history_sig = simhash_signatures(history.embeddings, self.planes)  # [N, m], once
-            rows, lengths = jagged.repeat_segments(history.offsets, c)  # the signatures' copies
+            rows, lengths = jagged.repeat_segments(
+                history.offsets, c, history_sig.shape[0]
+            )  # the signatures' copies
             index, mask = hamming_topk(
                 history_sig[rows],
                 jagged.lengths_to_offsets(lengths),
@@ -78,4 +80,4 @@ class ETA(SequenceEncoder):
                 self.config.top_k,
             )
             index = jagged.gather_padded(rows, index, mask)  # back to rows of the one history
-        return self.esu(flat, history, index, mask).view(b, c, -1)
+        return self.esu(flat, history, index, mask).unflatten(0, (b, c))

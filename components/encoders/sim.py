@@ -130,7 +130,7 @@ class SIMHard(SequenceEncoder):
         index, mask, _, _ = lookup_group(
             build_group_index(keys, history.offsets), users, wanted.reshape(-1), self.config.top_k
         )
-        return self.esu(flatten_candidates(candidates), history, index, mask).view(b, c, -1)
+        return self.esu(flatten_candidates(candidates), history, index, mask).unflatten(0, (b, c))
 
 
 class SIMSoft(SequenceEncoder):
@@ -187,7 +187,7 @@ class SIMSoft(SequenceEncoder):
         (no auxiliary task at serving time)."""
         b, c = candidates.item_ids.shape
         flat = flatten_candidates(candidates)
-        rows, lengths = jagged.repeat_segments(history.offsets, c)
+        rows, lengths = jagged.repeat_segments(history.offsets, c, history.item_ids.shape[0])
         behaviors, valid = jagged.jagged_to_padded(
             self.project_behavior(history.embeddings),
             history.offsets,
@@ -201,4 +201,4 @@ class SIMSoft(SequenceEncoder):
             scores.detach(), jagged.lengths_to_offsets(lengths), self.config.top_k
         )
         index = jagged.gather_padded(rows, index, mask)  # back to rows of the one history
-        return self.esu(flat, history, index, mask).view(b, c, -1)
+        return self.esu(flat, history, index, mask).unflatten(0, (b, c))

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from components.ops.symbolic import tracing
+
 
 class MultiHeadTargetAttention(nn.Module):
     """``query [B, Dq]`` (or ``[B, C, Dq]``) attends over ``keys [B, T, Dk]`` with ``mask [B, T]``.
@@ -54,7 +56,7 @@ class MultiHeadTargetAttention(nn.Module):
         qh = self.q(q).view(b, c, h, d).transpose(1, 2)  # [B, H, C, d]
         kh = self.k(keys).view(b, t, h, d).transpose(1, 2)  # [B, H, T, d]
         vh = self.v(keys).view(b, t, h, self.value_dim).transpose(1, 2)
-        logits = qh @ kh.transpose(-1, -2) / math.sqrt(d)  # [B, H, C, T]
+        logits = _head_matmul(qh, kh.transpose(-1, -2)) / math.sqrt(d)  # [B, H, C, T]
         if extra_logits is not None:
             logits = logits + (
                 extra_logits.unsqueeze(2) if extra_logits.dim() == 3 else extra_logits
@@ -63,6 +65,19 @@ class MultiHeadTargetAttention(nn.Module):
         logits = logits.masked_fill(~valid, float("-inf"))
         weights = torch.softmax(logits, dim=-1)
         weights = torch.nan_to_num(weights, nan=0.0)  # all-masked rows -> zeros
-        pooled = (weights @ vh).transpose(1, 2).reshape(b, c, h * self.value_dim)
+        if tracing():  # heads side by side without a reshape over C (see _head_matmul)
+            pooled = torch.cat([torch.bmm(weights[:, i], vh[:, i]) for i in range(h)], dim=-1)
+        else:
+            pooled = (weights @ vh).transpose(1, 2).reshape(b, c, h * self.value_dim)
         out = self.out(pooled) * mask.any(dim=1).view(b, 1, 1).to(pooled.dtype)
         return out.squeeze(1) if single else out
+
+
+def _head_matmul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``x [B, H, P, Q] @ y [B, H, Q, R] -> [B, H, P, R]``. While torch traces, one ``bmm``
+    per head (H is static), so that torch.export keeps P (the C candidates) symbolic: the 4-d
+    ``@`` and the ``[B, H, C, d] -> [B, C, H * d]`` reshape guard on ``C != 1``. Eagerly the
+    4-d ``@``."""
+    if not tracing():
+        return x @ y
+    return torch.stack([torch.bmm(x[:, i], y[:, i]) for i in range(x.shape[1])], dim=1)

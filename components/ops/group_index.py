@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from components.ops.jagged import lengths_to_offsets, segment_ids
+from components.ops.symbolic import check_offsets, tracing, value_max, value_min
 
 __all__ = ["GroupIndex", "build_group_index", "lookup_group", "lookup_group_reference"]
 
@@ -50,11 +51,14 @@ class GroupIndex:
 def build_group_index(group_ids: torch.Tensor, offsets: torch.Tensor) -> GroupIndex:
     """Sort ``group_ids [N]`` (int64, >= 0) of the users delimited by ``offsets [B + 1]``."""
     n = group_ids.numel()
-    if offsets.dim() != 1 or offsets.numel() < 1 or int(offsets[-1]) != n:
-        raise ValueError(f"offsets must be [B + 1] ending at N={n}, got {tuple(offsets.shape)}")
-    if n and int(group_ids.min()) < 0:
-        raise ValueError("group ids must be >= 0")
-    span = int(group_ids.max()) + 1 if n else 1
+    check_offsets(offsets, n)
+    if tracing():
+        value_min(torch.cat([group_ids, group_ids.new_zeros(1)]))  # ids >= 0
+        span = value_max(group_ids, upper=2**40) + 1
+    else:
+        if n and int(group_ids.min()) < 0:
+            raise ValueError("group ids must be >= 0")
+        span = int(group_ids.max()) + 1 if n else 1
     keys = segment_ids(offsets, n) * span + group_ids
     sorted_keys, order = torch.sort(keys, stable=True)
     segment_keys, counts = torch.unique_consecutive(sorted_keys, return_counts=True)
@@ -85,20 +89,22 @@ def lookup_group(
         raise ValueError(f"k must be >= 0, got {k}")
     num_segments = index.segment_keys.numel()
     device = users.device
-    q = users.numel()
-    if num_segments == 0:
-        zeros = torch.zeros(q, k, dtype=torch.int64, device=device)
-        none = torch.zeros(q, dtype=torch.bool, device=device)
-        return zeros, zeros.bool(), torch.zeros(q, dtype=torch.int64, device=device), none
     keys = users * index.span + groups
-    segment = torch.searchsorted(index.segment_keys, keys).clamp(max=num_segments - 1)
-    found = (index.segment_keys[segment] == keys) & (groups >= 0) & (groups < index.span)
-    lo = torch.where(found, index.segment_offsets[segment], 0)
-    hi = torch.where(found, index.segment_offsets[segment + 1], 0)
+    # one sentinel segment past the last (key above every real key, no rows), so that no
+    # branch depends on S (S = 0 included) and every gather below stays in range
+    sentinel = torch.full((1,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=device)
+    segment_keys = torch.cat([index.segment_keys, sentinel])
+    segment = torch.searchsorted(segment_keys, keys).clamp(max=num_segments)
+    found = (segment_keys[segment] == keys) & (groups >= 0) & (groups < index.span)
+    segment = torch.where(found, segment, torch.zeros_like(segment))
+    bounds = torch.cat([index.segment_offsets, index.segment_offsets[-1:]])
+    lo = torch.where(found, bounds[segment], 0)
+    hi = torch.where(found, bounds[segment + 1], 0)
     start = torch.maximum(lo, hi - k)
     slot = start.unsqueeze(1) + torch.arange(k, device=device)
     mask = slot < hi.unsqueeze(1)
-    rows = torch.where(mask, index.order[torch.where(mask, slot, 0)], 0)
+    order = torch.cat([index.order, index.order.new_zeros(1)])
+    rows = torch.where(mask, order[torch.where(mask, slot, 0)], 0)
     return rows, mask, segment, found
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from components.ops.jagged import lengths_to_offsets, segment_ids
+from components.ops.symbolic import bincount, check_offsets, check_range, tracing, value_max
 
 __all__ = [
     "SECONDS_PER_DAY",
@@ -98,19 +99,13 @@ def _check_inputs(
             "max_groups, max_per_group and num_behaviors must be >= 1, got "
             f"{max_groups}, {max_per_group}, {num_behaviors}"
         )
-    if offsets.dim() != 1 or offsets.numel() < 1 or int(offsets[-1]) != n:
-        raise ValueError(f"offsets must be [B + 1] ending at N={n}, got {tuple(offsets.shape)}")
+    check_offsets(offsets, n)
     for name, tensor in (("behavior_ids", behavior_ids), ("age", age)):
         if tensor.shape != (n,):
             raise ValueError(f"{name} must be [N={n}], got {tuple(tensor.shape)}")
     if numeric.dim() != 2 or numeric.shape[0] != n:
         raise ValueError(f"numeric must be [N={n}, F], got {tuple(numeric.shape)}")
-    if n and (int(behavior_ids.min()) < 0 or int(behavior_ids.max()) >= num_behaviors):
-        bad = torch.nonzero((behavior_ids < 0) | (behavior_ids >= num_behaviors))[0, 0]
-        raise ValueError(
-            f"behavior_ids must be in [0, {num_behaviors}); row {int(bad)} has "
-            f"{int(behavior_ids[bad])}"
-        )
+    check_range(behavior_ids, 0, num_behaviors, "behavior_ids")
 
 
 def _empty_output(
@@ -135,8 +130,13 @@ def _compact_group_codes(group_ids: torch.Tensor, batch: int) -> tuple[torch.Ten
     """Group codes in ``[0, num_codes)`` such that ``batch * num_codes`` fits in int64.
 
     Non-negative ids with a small range are used as they are (one min/max pass); otherwise
-    they are compressed with ``torch.unique`` (one extra sort).
+    they are compressed with ``torch.unique`` (one extra sort). While torch traces, the ids
+    must be non-negative (a runtime assertion) and the code count is a bounded symbol.
     """
+    if tracing():
+        pad = group_ids.new_zeros(1)
+        torch._check(torch.cat([group_ids, pad]).min().item() >= 0, lambda: "group ids >= 0")
+        return group_ids, value_max(group_ids, upper=2**40) + 1
     low, high = int(group_ids.min()), int(group_ids.max())
     if low >= 0 and (high + 1) * max(batch, 1) < 2**62:
         return group_ids, high + 1
@@ -184,7 +184,7 @@ def group_behaviors(
     n, batch, num_numeric = group_ids.numel(), offsets.numel() - 1, numeric.shape[1]
     stats_dim = group_stats_dim(num_behaviors, num_numeric)
     out = _empty_output(batch, max_groups, max_per_group, stats_dim, device)
-    if n == 0:
+    if n == 0 and not tracing():  # traced, the general path below handles N = 0
         return out
     lengths = offsets[1:] - offsets[:-1]
     sample = segment_ids(offsets, n)
@@ -194,13 +194,18 @@ def group_behaviors(
     #    run of equal keys is one group segment.
     group_code, num_codes = _compact_group_codes(group_ids, batch)
     key = sample * num_codes + group_code
-    if batch * num_codes < 2**31:  # the radix sort is about twice as fast on int32 keys
+    if (
+        not tracing() and batch * num_codes < 2**31
+    ):  # the radix sort is about twice as fast on int32 keys
         key = key.to(torch.int32)
     sorted_key, order = torch.sort(key, stable=True)
-    is_first = torch.ones(n, dtype=torch.bool, device=device)
-    is_first[1:] = sorted_key[1:] != sorted_key[:-1]
+    if tracing():  # no slice assignment (AOTInductor cannot lower its slice_scatter)
+        is_first = sorted_key != torch.cat([sorted_key[:1] - 1, sorted_key[:-1]])
+    else:
+        is_first = torch.ones(n, dtype=torch.bool, device=device)
+        is_first[1:] = sorted_key[1:] != sorted_key[:-1]
     segment_start = torch.nonzero(is_first).squeeze(1)  # [S] sorted-order start of each group
-    segment_end = torch.cat([segment_start[1:], segment_start.new_tensor([n])])
+    segment_end = torch.cat([segment_start[1:], torch.full_like(segment_start[:1], n)])
     segment_count = segment_end - segment_start
     last_row = order[segment_end - 1]
     segment_sample = torch.div(
@@ -213,9 +218,9 @@ def group_behaviors(
     if skip_group is not None:  # segments of the skipped id are never ranked, never kept
         counted = group_ids[last_row] != skip_group
         by_recency = by_recency[counted[by_recency]]
-        groups_per_sample = torch.bincount(segment_sample[counted], minlength=batch)
+        groups_per_sample = bincount(segment_sample[counted], batch)
     else:
-        groups_per_sample = torch.bincount(segment_sample, minlength=batch)
+        groups_per_sample = bincount(segment_sample, batch)
     group_offsets = lengths_to_offsets(groups_per_sample)
     ranked_sample = segment_sample[by_recency]
     rank = torch.arange(by_recency.numel(), device=device) - group_offsets[ranked_sample]
@@ -224,7 +229,7 @@ def group_behaviors(
     group_slot[by_recency] = rank - dropped  # < 0: group not kept
 
     kept = torch.nonzero(group_slot >= 0).squeeze(1)  # [K] kept segments, ascending
-    if kept.numel() == 0:  # every behavior in the skipped group
+    if not tracing() and kept.numel() == 0:  # every behavior in the skipped group
         return out
     kept_sample = segment_sample[kept]
     group_flat = kept_sample * max_groups + group_slot[kept]  # [K] slot in [B * G]
@@ -262,8 +267,15 @@ def group_behaviors(
     oldest_age = age[order[segment_start[kept]]].float()
     if num_numeric:
         numeric_rows = numeric[rows].to(torch.float32)
-        numeric_sum = torch.segment_reduce(numeric_rows, "sum", lengths=kept_count, axis=0)
-        numeric_max = torch.segment_reduce(numeric_rows, "max", lengths=kept_count, axis=0)
+        if tracing():  # segment_reduce fails on no rows: scatters handle R = 0
+            shape = (num_kept, num_numeric)
+            numeric_sum = numeric_rows.new_zeros(shape).index_add_(0, row_group, numeric_rows)
+            numeric_max = numeric_rows.new_full(shape, float("-inf")).scatter_reduce_(
+                0, row_group.unsqueeze(1).expand(-1, num_numeric), numeric_rows, "amax"
+            )
+        else:
+            numeric_sum = torch.segment_reduce(numeric_rows, "sum", lengths=kept_count, axis=0)
+            numeric_max = torch.segment_reduce(numeric_rows, "max", lengths=kept_count, axis=0)
     else:
         numeric_sum = numeric_max = torch.zeros(num_kept, 0, device=device)
     out.stats.view(-1, stats_dim)[group_flat] = torch.cat(

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import torch
 
+from components.ops.symbolic import tracing, value_max
+
 try:  # registers torch.ops.fbgemm.* (CPU kernels with autograd)
     import fbgemm_gpu  # noqa: F401
 
@@ -50,6 +52,8 @@ _KEEP_CHOICES = ("last", "first")
 def lengths_to_offsets(lengths: torch.Tensor) -> torch.Tensor:
     """``lengths [B]`` -> ``offsets [B + 1]`` int64 (exclusive prefix sum, starts at 0)."""
     lengths = lengths.to(torch.int64)
+    if tracing():  # no out= into a slice (AOTInductor cannot lower its slice_scatter)
+        return torch.cat([lengths.new_zeros(1), torch.cumsum(lengths, dim=0)])
     offsets = torch.zeros(lengths.numel() + 1, dtype=torch.int64, device=lengths.device)
     torch.cumsum(lengths, dim=0, out=offsets[1:])
     return offsets
@@ -79,9 +83,12 @@ def segment_ids_reference(offsets: torch.Tensor, n: int) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.int64)
 
 
-def repeat_segments(offsets: torch.Tensor, times: int) -> tuple[torch.Tensor, torch.Tensor]:
+def repeat_segments(
+    offsets: torch.Tensor, times: int, n: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Each sample's rows ``times`` times in a row: ``offsets [B + 1]`` ->
-    ``(rows [times * N] int64 row index into the N jagged rows, lengths [B * times])``.
+    ``(rows [times * N] int64 row index into the N jagged rows, lengths [B * times])``;
+    ``n``: N when the caller knows it (keeps the output size symbolic under torch.export).
 
     Sample ``b`` becomes samples ``b * times .. b * times + times - 1`` (sample-major), each with
     all of ``b``'s rows in their order; ``values[rows]`` is the repeated jagged batch.
@@ -95,7 +102,13 @@ def repeat_segments(offsets: torch.Tensor, times: int) -> tuple[torch.Tensor, to
         raise ValueError(f"times must be >= 1, got {times}")
     lengths = offsets[1:] - offsets[:-1]
     new_lengths = lengths.repeat_interleave(times)
-    total = int(new_lengths.sum())
+    if n is not None:
+        total = times * n
+    elif tracing():
+        total = new_lengths.sum().item()
+        torch._check(total >= 0)
+    else:
+        total = int(new_lengths.sum())
     new_offsets = lengths_to_offsets(new_lengths)
     segment = segment_ids(new_offsets, total)  # [times * N] repeated-sample index of each row
     source_start = offsets[:-1].repeat_interleave(times)  # [B * times]
@@ -118,9 +131,10 @@ def repeat_segments_reference(
 
 
 @torch.fx.wrap
-def last_rows(offsets: torch.Tensor, max_len: int) -> torch.Tensor:
+def last_rows(offsets: torch.Tensor, max_len: int, n: int | None = None) -> torch.Tensor:
     """``[R]`` int64 index of each sample's ``max_len`` most recent rows (all rows of shorter
     samples), ascending: the rows ``jagged_to_padded(..., max_len, keep="last")`` keeps.
+    ``n``: N (``offsets[-1]``) when the caller knows it.
 
     Example:
         >>> last_rows(torch.tensor([0, 3, 4, 4, 6]), 2).tolist()
@@ -128,7 +142,13 @@ def last_rows(offsets: torch.Tensor, max_len: int) -> torch.Tensor:
     """
     if max_len < 0:
         raise ValueError(f"max_len must be >= 0, got {max_len}")
-    n = int(offsets[-1]) if offsets.numel() else 0
+    if n is not None:
+        pass
+    elif tracing():
+        n = offsets[-1].item()
+        torch._check(n >= 0)
+    else:
+        n = int(offsets[-1]) if offsets.numel() else 0
     segment = segment_ids(offsets, n)
     rows = torch.arange(n, dtype=torch.int64, device=offsets.device)
     from_end = offsets[1:][segment] - 1 - rows  # 0 for each sample's newest row
@@ -148,8 +168,11 @@ def _padded_width(offsets: torch.Tensor, max_len: int) -> int:
     if max_len < 0:
         raise ValueError(f"max_len must be >= 0, got {max_len}")
     lengths = offsets[1:] - offsets[:-1]
-    batch_max = int(lengths.max()) if lengths.numel() else 0
-    return min(max_len, batch_max)
+    if not tracing():
+        return min(max_len, int(lengths.max()) if lengths.numel() else 0)
+    # symbolic: the longest history capped at max_len, and at least 2 (extra slots are masked):
+    # a width known to be != 1 lets AOTInductor lay out its transposes without a guard
+    return value_max(lengths.clamp(max=max_len), upper=torch.sym_max(max_len, 2), lower=2)
 
 
 def _kept_window(offsets: torch.Tensor, width: int, keep: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,8 +213,11 @@ def jagged_to_padded(
     width = _padded_width(offsets, max_len)
     batch = offsets.numel() - 1
     lengths = offsets[1:] - offsets[:-1]
-    truncates = bool((lengths > width).any()) if batch else False
     row_shape = values.shape[1:]
+    if tracing():  # no value-dependent branch: the gather below is the general path
+        index, mask = _kept_window(offsets, width, keep)
+        return gather_padded(values, index, mask), mask
+    truncates = bool((lengths > width).any()) if batch else False
     if (
         _HAS_FBGEMM
         and values.dtype == torch.float32
@@ -282,6 +308,10 @@ def gather_padded(values: torch.Tensor, index: torch.Tensor, mask: torch.Tensor)
         [[6.0, 0.0]]
     """
     out_shape = (*index.shape, *values.shape[1:])
+    if tracing():  # no branch on N: masked slots read an appended zero row (N = 0 included)
+        padded = torch.cat([values, values.new_zeros(1, *values.shape[1:])])
+        safe = torch.where(mask, index, values.shape[0]).reshape(-1)
+        return padded.index_select(0, safe).reshape(out_shape)
     if values.shape[0] == 0 or index.numel() == 0:
         if bool(mask.any()):
             raise IndexError("gather_padded: mask selects rows but values has none")

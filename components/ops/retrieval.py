@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from components.ops.jagged import lengths_to_offsets, segment_ids
+from components.ops.symbolic import bincount, check_offsets, tracing
 
 __all__ = [
     "hamming_topk",
@@ -38,8 +39,7 @@ __all__ = [
 def _check(offsets: torch.Tensor, n: int, k: int) -> None:
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
-    if offsets.dim() != 1 or offsets.numel() < 1 or int(offsets[-1]) != n:
-        raise ValueError(f"offsets must be [B + 1] ending at N={n}, got {tuple(offsets.shape)}")
+    check_offsets(offsets, n)
 
 
 def _scatter_in_time_order(
@@ -48,10 +48,8 @@ def _scatter_in_time_order(
     """``rows`` [R] ascending row ids, at most k per sample -> ``(index [B, k], mask [B, k])``."""
     index = torch.zeros(batch, k, dtype=torch.int64, device=offsets.device)
     mask = torch.zeros(batch, k, dtype=torch.bool, device=offsets.device)
-    if rows.numel() == 0:
-        return index, mask
     sample = torch.searchsorted(offsets, rows, right=True) - 1
-    starts = lengths_to_offsets(torch.bincount(sample, minlength=batch))
+    starts = lengths_to_offsets(bincount(sample, batch))
     slot = torch.arange(rows.numel(), device=rows.device) - starts[sample]
     index[sample, slot] = rows
     mask[sample, slot] = True
@@ -81,7 +79,7 @@ def hard_search(
     sample = segment_ids(offsets, n)
     matched_rows = torch.nonzero(history_keys == query_keys[sample]).squeeze(1)  # ascending
     matched_sample = sample[matched_rows]
-    matches_per_sample = torch.bincount(matched_sample, minlength=batch)
+    matches_per_sample = bincount(matched_sample, batch)
     match_offsets = lengths_to_offsets(matches_per_sample)
     rank = torch.arange(matched_rows.numel(), device=offsets.device) - match_offsets[matched_sample]
     keep = rank >= matches_per_sample[matched_sample] - k
@@ -127,7 +125,7 @@ def topk_by_score(
     _check(offsets, n, k)
     if scores.dim() != 1:
         raise ValueError(f"scores must be [N], got {tuple(scores.shape)}")
-    if bool(torch.isnan(scores).any()):
+    if not tracing() and bool(torch.isnan(scores).any()):
         raise ValueError(f"scores has NaN at row {int(torch.nonzero(torch.isnan(scores))[0, 0])}")
     # Rows newest-first, then a stable sort by score (desc) and a stable sort by sample:
     # inside a sample rows follow (score desc, row desc), so ties go to the more recent row.

@@ -4,6 +4,8 @@ Usage::
 
     python -m pipelines.export --checkpoint runs/x/checkpoints/step_00001234 --out model.pt2
     python -m pipelines.export --checkpoint runs/x --out model.pt2   # latest checkpoint of a run
+    python -m pipelines.export --checkpoint runs/x --split model_dir [--aoti]   # torch + torchrec
+    python -m pipelines.export --check-all [--aoti all|none|DMGIN,...] [--report r.json]
 
 The DCP checkpoint written by the trainer (sharded over any number of ranks) is loaded into a
 plain, unsharded :class:`~components.model.LifelongCTRModel` (DCP reshards on load; the
@@ -30,20 +32,12 @@ Both carry the same metadata (``lifelongrec.json`` inside the archive / the ``me
 the experiment config, vocabulary sizes, ``max_len``, numeric field names, input layout, the
 source checkpoint and, for the fallback, why ``torch.export`` failed.
 
-Why the fallback is what runs today (torch 2.13, checked on the bundled encoders): export
-needs data-dependent values to stay symbolic, and the ops the encoders call turn them into
-Python ints and branch on them. DIN stops in ``ops/jagged.py`` (``int(lengths.max())`` for the
-padded width, then ``bool((lengths > width).any())`` to pick the fbgemm fast path); SIMHard in
-``ops/retrieval.py`` (input check ``int(offsets[-1]) != n``, then ``if rows.numel() == 0``);
-DMGIN in ``ops/grouping.py`` (the same input check), and its grouping op even makes
-``draft_export`` crash (PendingUnbackedSymbolNotFound in ``group_behaviors``). ``draft_export``
-is no answer anyway: it specializes such values to the example batch and the program then
-fails on any other batch. TorchScript is no way out either: ``torch.jit.script`` stops at the
-``Query``/``History`` dataclasses of ``components.encoders.base`` (no source for their generated
-``__init__``), and ``torch.jit.trace`` would silently freeze the same data-dependent widths
-into constants. Once those ops express them with ``torch._check``/``torch.sym_min`` (and no
-Python branch), ``--format auto`` writes a real ``.pt2`` with no change here (the test suite
-exports a stand-in encoder that way).
+The bundled encoders export (their jagged ops keep data-dependent sizes symbolic while torch
+traces: ``components/ops/symbolic.py``); the fallback is for user encoders that read sizes as
+Python ints. ``--split DIR`` writes the model cut at the embedding boundary instead, sparse
+EmbeddingBagCollections plus a dense ``torch.export`` / AOTInductor program, loadable with torch
+and torchrec only (:mod:`pipelines.serve.split_export`); ``--check-all`` exports every
+registered encoder that way and checks it in a fresh process (:mod:`pipelines.serve.check_all`).
 
 Errors (missing or incomplete checkpoint, a config or dataset that does not match it) print one
 line naming the path and exit with code 1; no output file is left behind.
@@ -73,6 +67,7 @@ from components.model import LifelongCTRModel, ModelConfig, Vocab
 from pipelines.console import parse_cli
 from pipelines.data.batch import Batch
 from pipelines.data.loader import LoaderConfig, SampleLoader
+from pipelines.serve.dense import size_oblivious
 from pipelines.serve.plain_model import (
     ExportError,
     LoadedCheckpoint,
@@ -125,7 +120,7 @@ def try_torch_export(
     shapes = tuple({0: batch_dim if shape.startswith("[B") else rows_dim} for _, shape, _ in INPUTS)
     example = batch_tensors(batches[0])
     try:
-        with torch.no_grad(), _quiet_torch():
+        with torch.no_grad(), _quiet_torch(), size_oblivious():
             program = torch.export.export(scorer, example, dynamic_shapes=shapes, strict=False)
     except Exception as err:  # any failure: fall back
         return None, _export_error(err)
@@ -302,10 +297,29 @@ def export(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", help="checkpoint directory, or a run's output_dir")
+    parser.add_argument("--out", help="model file to write (one file, needs torch only)")
     parser.add_argument(
-        "--checkpoint", required=True, help="checkpoint directory, or a run's output_dir"
+        "--split",
+        metavar="DIR",
+        help="write the model split at the embedding boundary into DIR instead (sparse.pt, "
+        "dense.pt2, load.py: loads with torch + torchrec only; docs/serving.md)",
     )
-    parser.add_argument("--out", required=True, help="model file to write")
+    parser.add_argument(
+        "--aoti",
+        nargs="?",
+        const="all",
+        default=None,
+        help="with --split: compile the dense part with AOTInductor; with --check-all: 'all' "
+        "(default), 'none' or a comma-separated list of encoders to compile",
+    )
+    parser.add_argument(
+        "--check-all",
+        action="store_true",
+        help="export every registered encoder (small random models) and check each in a fresh "
+        "process without this package against the eager model (no checkpoint needed)",
+    )
+    parser.add_argument("--report", help="with --check-all: JSON file for the per-encoder results")
     parser.add_argument(
         "--dataset", default=None, help="prepared dataset (default: the config's data.dataset)"
     )
@@ -316,6 +330,14 @@ def main(argv: list[str] | None = None) -> int:
         help="auto: torch.export when the encoder allows it, else the state_dict form",
     )
     args = parse_cli(parser, argv)
+    if args.check_all:
+        from pipelines.serve.check_all import main_check_all
+
+        return main_check_all(args.aoti or "all", args.report)
+    if not args.checkpoint or not (args.out or args.split):
+        parser.error("--checkpoint and one of --out / --split are required (or --check-all)")
+    if args.split:
+        return _main_split(args.checkpoint, args.split, args.dataset, args.aoti is not None)
     try:
         metadata = export(args.checkpoint, args.out, args.dataset, args.format)
     except ExportError as err:
@@ -328,6 +350,22 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoint": metadata["checkpoint"],
         "export_error": metadata["export_error"],
     }
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+def _main_split(checkpoint: str, out: str, dataset: str | None, aoti: bool) -> int:
+    """``--split``: checkpoint -> a split export directory (:mod:`pipelines.serve.split_export`)."""
+    from pipelines.serve.split_export import export_split
+
+    try:
+        loaded = load_plain_model(checkpoint, dataset)
+        extra = {"checkpoint": str(loaded.path.resolve()), "global_step": loaded.state.global_step}
+        manifest = export_split(loaded.model, out, aoti=aoti, extra=extra)
+    except ExportError as err:
+        print(f"export error: {err}", file=sys.stderr)
+        return 1
+    summary = {"out": out, "kind": manifest["dense"]["kind"], "encoder": manifest["encoder"]}
     print(json.dumps(summary, sort_keys=True))
     return 0
 

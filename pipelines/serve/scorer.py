@@ -8,10 +8,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchrec import EmbeddingBagCollection, KeyedTensor, PoolingType
+from torchrec import EmbeddingBagCollection, PoolingType
 
 from components.model import LifelongCTRModel
-from pipelines.data.batch import ITEM_KEYS, Batch
+from pipelines.data.batch import Batch
+from pipelines.serve.dense import DenseRanker
 
 #: positional inputs of :class:`TensorScorer` (name, shape, dtype)
 INPUTS: tuple[tuple[str, str, str], ...] = (
@@ -27,28 +28,6 @@ INPUTS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _lookup(ebc: EmbeddingBagCollection, ids: dict[str, torch.Tensor]) -> KeyedTensor:
-    """The EBC's output for bags of exactly one id each, as plain row gathers.
-
-    ``ids`` maps every feature of ``ebc`` to ``[R]`` int64 ids (one id per bag); the result is
-    the ``KeyedTensor [R, sum of dims]`` the EBC returns for the equivalent KJT (a SUM bag of
-    one row is that row, bit for bit), without building a KeyedJaggedTensor, whose
-    per-key splits ``torch.export`` cannot keep symbolic.
-    """
-    keys: list[str] = []
-    dims: list[int] = []
-    values: list[torch.Tensor] = []
-    for config in ebc.embedding_bag_configs():
-        if config.pooling not in (PoolingType.SUM, PoolingType.MEAN):
-            raise ValueError(f"table {config.name}: pooling {config.pooling} is not one-id safe")
-        weight = ebc.embedding_bags[config.name].weight
-        for feature in config.feature_names:
-            keys.append(feature)
-            dims.append(config.embedding_dim)
-            values.append(F.embedding(ids[feature], weight))
-    return KeyedTensor(keys=keys, length_per_key=dims, values=torch.cat(values, dim=1))
-
-
 class TensorScorer(nn.Module):
     """A :class:`LifelongCTRModel` as a function of plain tensors (export-friendly).
 
@@ -62,6 +41,7 @@ class TensorScorer(nn.Module):
     def __init__(self, model: LifelongCTRModel) -> None:
         super().__init__()
         self.model = model
+        self.dense = DenseRanker(model.head)
 
     def forward(
         self,
@@ -75,22 +55,46 @@ class TensorScorer(nn.Module):
         history_age: torch.Tensor,
         history_numeric: torch.Tensor,
     ) -> torch.Tensor:
-        rows = {
-            "item_id": torch.cat([item, history_item]),  # [B + N]
-            "category_id": torch.cat([category, history_category]),
-            "behavior_id": torch.cat([torch.zeros_like(item), history_behavior]),
-        }
-        # key-major ids, the layout of Batch.item_ids: [3 * (B + N)]
-        item_ids = torch.cat([rows[key] for key in ITEM_KEYS])
-        output = self.model.head(
-            _lookup(self.model.user_ebc, {"user_id": user}),
-            _lookup(self.model.item_ebc, rows),
-            item_ids,
+        # the sparse part as plain row gathers (a SUM bag of one id is that row, bit for bit),
+        # then the dense part as for C = 1 candidate per user: one path that torch.export keeps
+        # symbolic in B and N (pipelines.serve.dense)
+        tables = self.model.item_ebc.embedding_bags
+        _check_one_id_pooling(self.model.user_ebc, self.model.item_ebc)
+
+        def item_side(items: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
+            return torch.cat(
+                [
+                    F.embedding(items, tables["item"].weight),
+                    F.embedding(categories, tables["category"].weight),
+                ],
+                dim=1,
+            )
+
+        probability = self.dense(
+            F.embedding(user, self.model.user_ebc.embedding_bags["user"].weight),
+            item_side(item, category).unsqueeze(1),
+            item.unsqueeze(1),
+            category.unsqueeze(1),
+            item_side(history_item, history_category),
+            F.embedding(history_behavior, tables["behavior"].weight),
+            history_item,
+            history_category,
+            history_behavior,
             history_lengths,
             history_age,
             history_numeric,
         )
-        return torch.sigmoid(output.logits.float())
+        return probability.squeeze(1)
+
+
+def _check_one_id_pooling(*collections: EmbeddingBagCollection) -> None:
+    """The row gathers equal the EBC only for SUM / MEAN pooling of one-id bags."""
+    for ebc in collections:
+        for config in ebc.embedding_bag_configs():
+            if config.pooling not in (PoolingType.SUM, PoolingType.MEAN):
+                raise ValueError(
+                    f"table {config.name}: pooling {config.pooling} is not one-id safe"
+                )
 
 
 def batch_tensors(batch: Batch) -> tuple[torch.Tensor, ...]:
