@@ -6,6 +6,21 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 python_bin="${PYTHON:-python3}"
+# redis-server (Debian package): the ranking service's Redis store, started by tests/serve
+if ! command -v redis-server >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "[setup] installing redis-server (apt-get)"
+        if ! { apt-get install -y -q redis-server >/dev/null 2>&1 \
+               || { apt-get update -q >/dev/null 2>&1 \
+                    && apt-get install -y -q redis-server >/dev/null 2>&1; }; }; then
+            echo "[setup] 'apt-get install redis-server' failed" >&2
+            exit 1
+        fi
+    else
+        # only the Redis store's tests need it; the main job and the rest run without it
+        echo "[setup] note: redis-server is missing (as root: apt-get install redis-server)" >&2
+    fi
+fi
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     flavor=cuda
 else

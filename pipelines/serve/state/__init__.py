@@ -1,0 +1,1 @@
+"""Per-user serving state: behavior logs, cached encoder states and their stores."""
