@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchrec import EmbeddingBagCollection, PoolingType
+from torchrec import EmbeddingBagCollection, KeyedTensor, PoolingType
 
 from components.model import LifelongCTRModel
 from pipelines.data.batch import Batch
@@ -26,6 +26,28 @@ INPUTS: tuple[tuple[str, str, str], ...] = (
     ("history_age", "[N]", "float32"),
     ("history_numeric", "[N, F]", "float32"),
 )
+
+
+def one_id_lookup(ebc: EmbeddingBagCollection, ids: dict[str, torch.Tensor]) -> KeyedTensor:
+    """The EBC's output for bags of exactly one id each, as plain row gathers.
+
+    ``ids`` maps every feature of ``ebc`` to ``[R]`` int64 ids (one id per bag); the result is
+    the ``KeyedTensor [R, sum of dims]`` the EBC returns for the equivalent KJT (a SUM or MEAN
+    bag of one row is that row), without building a KeyedJaggedTensor (the serving state
+    builds rows for one user at a time).
+    """
+    keys: list[str] = []
+    dims: list[int] = []
+    values: list[torch.Tensor] = []
+    for config in ebc.embedding_bag_configs():
+        if config.pooling not in (PoolingType.SUM, PoolingType.MEAN):
+            raise ValueError(f"table {config.name}: pooling {config.pooling} is not one-id safe")
+        weight = ebc.embedding_bags[config.name].weight
+        for feature in config.feature_names:
+            keys.append(feature)
+            dims.append(config.embedding_dim)
+            values.append(F.embedding(ids[feature], weight))
+    return KeyedTensor(keys=keys, length_per_key=dims, values=torch.cat(values, dim=1))
 
 
 class TensorScorer(nn.Module):

@@ -41,7 +41,7 @@ from components.head import split_item_side
 from components.model import LifelongCTRModel
 from components.ops.jagged import lengths_to_offsets
 from pipelines.data.batch import make_batch
-from pipelines.serve.scorer import _lookup
+from pipelines.serve.scorer import one_id_lookup
 from pipelines.serve.state.cached import CachedState
 from pipelines.serve.state.events import Events
 
@@ -112,7 +112,7 @@ class ServingModel:
     def _item_side(
         self, item: torch.Tensor, category: torch.Tensor, behavior: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        kt = _lookup(
+        kt = one_id_lookup(
             self.model.item_ebc, {"item_id": item, "category_id": category, "behavior_id": behavior}
         )
         return split_item_side(kt)
@@ -215,7 +215,9 @@ class ServingModel:
         c = interest.shape[0]
         parts = [interest, cands.embeddings[0]]
         if self.head.config.use_user_embedding:
-            user_emb = _lookup(self.model.user_ebc, {"user_id": torch.tensor([user])})["user_id"]
+            user_emb = one_id_lookup(self.model.user_ebc, {"user_id": torch.tensor([user])})[
+                "user_id"
+            ]
             parts.append(user_emb.expand(c, -1))
         if self.head.config.numeric_summary:
             length = torch.tensor([float(state.length)])
