@@ -86,9 +86,21 @@ def _write_model(encoder: str, path: Path) -> dict[str, int]:
 def _start(model: Path, threads: int) -> tuple[subprocess.Popen, int]:
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.serve", "--model", str(model), "--port", str(port),
-         "--threads", str(threads), "--max-state-age", str(MAX_STATE_AGE)],
-        cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        [
+            sys.executable,
+            "-m",
+            "pipelines.serve",
+            "--model",
+            str(model),
+            "--port",
+            str(port),
+            "--threads",
+            str(threads),
+            "--max-state-age",
+            str(MAX_STATE_AGE),
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         stdout=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 300
@@ -139,13 +151,17 @@ def bench_encoder(encoder: str, args: argparse.Namespace, workdir: Path) -> list
             now = 1.9e9
             for lo in range(0, length, 10_000):
                 k = min(10_000, length - lo)
-                _, status, answer = client.post("/append", {"user": user, **_events(
-                    rng, k, 1.6e9 + lo * 600.0, vocab)})
+                _, status, answer = client.post(
+                    "/append", {"user": user, **_events(rng, k, 1.6e9 + lo * 600.0, vocab)}
+                )
                 if status != 200:
                     raise RuntimeError(f"append failed: {answer}")
             for c in args.candidates:
-                body = {"user": user, "items": rng.integers(1, vocab["items"], c).tolist(),
-                        "categories": rng.integers(1, vocab["categories"], c).tolist()}
+                body = {
+                    "user": user,
+                    "items": rng.integers(1, vocab["items"], c).tolist(),
+                    "categories": rng.integers(1, vocab["categories"], c).tolist(),
+                }
                 cold, warm = [], []
                 for _ in range(args.cold):
                     now += 2 * MAX_STATE_AGE  # the cached state is too old: rebuilt
@@ -159,8 +175,16 @@ def bench_encoder(encoder: str, args: argparse.Namespace, workdir: Path) -> list
                         raise RuntimeError(f"warm rank: {status} {answer}")
                     warm.append(ms)
                 for mode, ms_list in (("cold", cold), ("warm", warm)):
-                    records.append({"encoder": encoder, "kind": "rank", "mode": mode,
-                                    "L": length, "C": c, **_summary(ms_list)})
+                    records.append(
+                        {
+                            "encoder": encoder,
+                            "kind": "rank",
+                            "mode": mode,
+                            "L": length,
+                            "C": c,
+                            **_summary(ms_list),
+                        }
+                    )
                 bar.update(1)
                 bar.set_postfix(L=length, C=c, warm_p99=records[-1]["p99_ms"])
             appends = []
@@ -170,8 +194,16 @@ def bench_encoder(encoder: str, args: argparse.Namespace, workdir: Path) -> list
                 if status != 200 or answer["state"] != "updated":
                     raise RuntimeError(f"append: {status} {answer}")
                 appends.append(ms)
-            records.append({"encoder": encoder, "kind": "append", "mode": "warm", "L": length,
-                            "C": None, **_summary(appends)})
+            records.append(
+                {
+                    "encoder": encoder,
+                    "kind": "append",
+                    "mode": "warm",
+                    "L": length,
+                    "C": None,
+                    **_summary(appends),
+                }
+            )
         bar.close()
     finally:
         client.close()
@@ -182,9 +214,20 @@ def bench_encoder(encoder: str, args: argparse.Namespace, workdir: Path) -> list
 
 def targets(records: list[dict]) -> dict[str, Any]:
     """Issue 20's targets, read off the records (None where the cell was not run)."""
+
     def cell(mode: str, length: int, c: int) -> dict | None:
-        return next((r for r in records if r["encoder"] == "DMGIN" and r["kind"] == "rank"
-                     and r["mode"] == mode and r["L"] == length and r["C"] == c), None)
+        return next(
+            (
+                r
+                for r in records
+                if r["encoder"] == "DMGIN"
+                and r["kind"] == "rank"
+                and r["mode"] == mode
+                and r["L"] == length
+                and r["C"] == c
+            ),
+            None,
+        )
 
     warm = cell("warm", 50_000, 1000)
     out: dict[str, Any] = {
@@ -202,8 +245,9 @@ def targets(records: list[dict]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--encoders", nargs="+", default=["DMGIN", "SIMHard"],
-                        choices=["DMGIN", "SIMHard", "ETA"])
+    parser.add_argument(
+        "--encoders", nargs="+", default=["DMGIN", "SIMHard"], choices=["DMGIN", "SIMHard", "ETA"]
+    )
     parser.add_argument("--lengths", nargs="+", type=int, default=[1000, 10_000, 50_000])
     parser.add_argument("--candidates", nargs="+", type=int, default=[100, 1000])
     parser.add_argument("--warm", type=int, default=200, help="warm requests per cell")
