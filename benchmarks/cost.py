@@ -33,7 +33,7 @@ from benchmarks.common import (
 )
 from pipelines.console import parse_cli, progress
 
-MODELS = ("DIN", "DINFull", "SIMHard", "SIMSoft", "ETA", "CiUBM", "DMGIN")
+MODELS = ("DIN", "DINFull", "SIMHard", "SIMSoft", "ETA", "CiUBM", "DMGIN", "TWIN", "SDIM", "TWINV2")
 BASELINE = "SIMHard"
 TARGETS = {
     "dmgin_step_over_simhard_max": 1.3,

@@ -38,6 +38,9 @@ RECIPE_OF = {
     "ETA": "eta",
     "CiUBM": "ciubm",
     "DMGIN": "dmgin",
+    "TWIN": "twin",
+    "SDIM": "sdim",
+    "TWINV2": "twinv2",
 }
 
 

@@ -18,7 +18,10 @@ from components.encoders.dmgin import DMGIN, DMGINConfig, DMGINUserState
 from components.encoders.eta import ETA, ETAConfig
 from components.encoders.example_inputs import random_history, random_query
 from components.encoders.registry import build_encoder
+from components.encoders.sdim import SDIM, SDIMConfig
 from components.encoders.sim import SIMConfig, SIMHard, SIMSoft
+from components.encoders.twin import TWIN, TWINConfig
+from components.encoders.twin_v2 import TWINV2, TWINV2Config
 from components.model_config import ModelConfig, ModelOutput, Vocab
 
 #: names whose modules import torchrec, imported on first use (PEP 562), so that
@@ -57,6 +60,12 @@ __all__ = [
     "SIMConfig",
     "SIMHard",
     "SIMSoft",
+    "SDIM",
+    "SDIMConfig",
+    "TWIN",
+    "TWINConfig",
+    "TWINV2",
+    "TWINV2Config",
     "CiUBM",
     "CiUBMConfig",
     "EncoderSpec",

@@ -12,6 +12,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from components.encoders.registry import ENCODERS as REGISTERED
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 BLOCK = textwrap.dedent(
@@ -66,7 +68,9 @@ ENCODERS = textwrap.dedent(
         loss = out.sum() + sum(logits.sum() for logits in aux.values())
         loss.backward()
         assert out.shape == (4, encoder.output_dim) and torch.isfinite(out).all(), name
-        assert history.embeddings.grad is not None and query.embeddings.grad is not None, name
+        assert history.embeddings.grad is not None, name
+        # SDIM's candidate only picks hash buckets: no gradient reaches it through the encoder
+        assert (query.embeddings.grad is None) == (name == "SDIM"), name
         ranked = encoder.forward_candidates(random_query(spec, 4, candidates=3), history)
         assert ranked.shape == (4, 3, encoder.output_dim), name
     print("ran", len(ENCODERS), "encoders")
@@ -119,7 +123,7 @@ def test_blocker_blocks() -> None:
 def test_encoders_run_without_torchrec_or_fbgemm() -> None:
     result = run_blocked(ENCODERS)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "ran 7 encoders" in result.stdout
+    assert f"ran {len(REGISTERED)} encoders" in result.stdout
 
 
 def test_encoder_benchmark_device_path_runs_without_torchrec() -> None:

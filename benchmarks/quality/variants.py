@@ -30,7 +30,7 @@ class Variant:
     """Attributes:
     name: row name in tables and plots.
     recipe: recipe model suffix (``din``, ``dinfull``, ``simhard``, ``simsoft``, ``eta``,
-        ``ciubm``, ``dmgin``).
+        ``ciubm``, ``dmgin``, ``twin``, ``sdim``, ``twinv2``).
     overrides: extra ``key=value`` overrides on top of the recipe.
     groups: needs the benchmark's content-cluster table (``data.groups``).
     content: needs the frozen content embeddings (``data.content``, CiUBM).
@@ -63,6 +63,15 @@ VARIANTS: dict[str, Variant] = {
         Variant("SIMSoft", "simsoft", note="inner-product top-K + ESU + aux GSU loss"),
         Variant("ETA", "eta", note="SimHash Hamming top-K + ESU"),
         Variant("CiUBM", "ciubm", content=True, note="frozen content similarity + SimTier"),
+        Variant("TWIN", "twin", note="ESU-consistent attention top-K + ESU"),
+        Variant("SDIM", "sdim", note="SimHash bucket sampling, no attention"),
+        Variant(
+            "TWIN-V2",
+            "twinv2",
+            content=True,
+            note="per-user hierarchical clusters of the item content embeddings + cluster attention",
+        ),
+        Variant("TWIN-V2-id", "twinv2", note="per-user hierarchical clusters of the ID embeddings"),
         Variant("DMGIN", "dmgin", _CLUSTER, groups=True, note="content-cluster groups"),
         Variant("DMGIN-category", "dmgin", ("model.group_key=category",), note="category groups"),
         Variant("DGIN", "dmgin", ("model.group_key=item",), note="item-id groups"),
@@ -86,7 +95,9 @@ VARIANTS: dict[str, Variant] = {
 #: the quality benchmark's default order (tables and plots follow it)
 QUALITY_MODELS: tuple[str, ...] = tuple(VARIANTS)
 #: the cost benchmark's default models
-COST_MODELS: tuple[str, ...] = ("DIN", "DINFull", "SIMHard", "SIMSoft", "ETA", "CiUBM", "DMGIN")
+COST_MODELS: tuple[str, ...] = (
+    "DIN", "DINFull", "SIMHard", "SIMSoft", "ETA", "CiUBM", "DMGIN", "TWIN", "SDIM", "TWINV2",
+)  # fmt: skip
 
 
 def parse_models(text: str, known: tuple[str, ...] = QUALITY_MODELS) -> list[str]:

@@ -24,6 +24,9 @@ ENCODERS: dict[str, tuple[str, str, str]] = {
     "ETA": ("components.encoders.eta", "ETA", "ETAConfig"),
     "DMGIN": ("components.encoders.dmgin", "DMGIN", "DMGINConfig"),
     "CiUBM": ("components.encoders.ciubm", "CiUBM", "CiUBMConfig"),
+    "TWIN": ("components.encoders.twin", "TWIN", "TWINConfig"),
+    "SDIM": ("components.encoders.sdim", "SDIM", "SDIMConfig"),
+    "TWINV2": ("components.encoders.twin_v2", "TWINV2", "TWINV2Config"),
 }
 
 

@@ -38,4 +38,7 @@ SMALL_WINDOWS: dict[str, dict] = {
     "ETA": {"top_k": 3},
     "CiUBM": {"top_k": 3},
     "DMGIN": {"max_groups": 3, "max_per_group": 2, "target_group_max_len": 3},
+    "TWIN": {"top_k": 3},
+    "SDIM": {"num_hashes": 4, "hash_bits": 2},
+    "TWINV2": {"branching": (2, 2)},
 }

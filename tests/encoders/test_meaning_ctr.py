@@ -22,7 +22,13 @@ ENCODERS = {
     "DMGIN": {"max_groups": 8, "max_per_group": 4, "hidden_dim": 16, "target_group_max_len": 8},
     "SIMHard": {"top_k": 8},
     "DIN": {"max_len": LENGTH},
+    "TWIN": {"top_k": 8},
+    "SDIM": {"num_hashes": 16, "hash_bits": 2},
+    "TWINV2": {"branching": (4, 2)},
 }
+#: encoders whose only link between candidate and history is a dot product or a hash collision
+#: (no hard search, no MLP activation unit) need more steps to learn "same category" from ids
+STEPS_OF = {"TWIN": 400, "SDIM": 400, "TWINV2": 400}
 
 
 def category_of(items: torch.Tensor) -> torch.Tensor:
@@ -105,7 +111,7 @@ def train_and_score(name: str, zeroed: bool, train, test) -> float:  # noqa: ANN
     g = torch.Generator().manual_seed(1)
     item, history_item, labels = train
     model.train()
-    for _ in range(STEPS):
+    for _ in range(STEPS_OF.get(name, STEPS)):
         pick = torch.randint(0, item.shape[0], (BATCH,), generator=g)
         batch = batch_of(item[pick], history_item[pick], labels[pick])
         loss = torch.nn.functional.binary_cross_entropy_with_logits(
