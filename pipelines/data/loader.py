@@ -29,7 +29,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pipelines.data.batch import Batch, make_batch
-from pipelines.data.prepared import EventLog, PreparedDataset
+from pipelines.data.prepared import DataError, EventLog, PreparedDataset
+from pipelines.data.shards import shards_of_rank
 
 
 @dataclass
@@ -44,6 +45,11 @@ class LoaderConfig:
         num_workers: worker processes (0 = in the calling process).
         drop_last: drop the ragged tail (training) instead of padding it with weight-0 rows.
         shuffle_buffer_rows: rows shuffled together (bounded memory).
+        user_shards: read only this rank's user shards (:mod:`pipelines.data.shards`): rank r of
+            W takes shards r, r + W, ...; its events and samples are its share, not the log.
+            Every rank yields the same number of batches: the most any rank needs (a rank with
+            fewer samples pads with weight-0 rows), or with ``drop_last`` the fewest full
+            batches any rank has.
     """
 
     batch_size: int = 512
@@ -53,6 +59,7 @@ class LoaderConfig:
     num_workers: int = 0
     drop_last: bool = False
     shuffle_buffer_rows: int = 65536
+    user_shards: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -170,6 +177,12 @@ class SampleLoader:
         self.path: Path = self.dataset.samples_path(split)
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self.split = split
+        self.shards: list[int] | None = None
+        self._events: EventLog | None = None
+        if self.config.user_shards:
+            self._init_user_shards()
+            return
         meta = pq.ParquetFile(self.path).metadata
         group_rows = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
         self._group_starts = np.concatenate([[0], np.cumsum(group_rows)]).astype(np.int64)
@@ -179,12 +192,37 @@ class SampleLoader:
             self._num_batches = self.total_rows // global_batch
         else:
             self._num_batches = math.ceil(self.total_rows / global_batch)
-        self._events: EventLog | None = None
+
+    def _init_user_shards(self) -> None:
+        count = self.dataset.shard_count
+        if count == 0:
+            raise DataError(
+                self.dataset.root / "manifest.json",
+                None,
+                "loader.user_shards needs user shards; write them with "
+                f"python -m pipelines.data.shards {self.dataset.root} --shards N",
+            )
+        self.shards = shards_of_rank(count, self.rank, self.world_size)
+        per_shard = self.dataset.manifest["shards"]["samples"][self.split]
+        per_rank = [
+            sum(per_shard[k] for k in shards_of_rank(count, r, self.world_size))
+            for r in range(self.world_size)
+        ]
+        self.total_rows = sum(per_rank)
+        self.rank_rows = per_rank[self.rank]
+        size = self.config.batch_size
+        if self.config.drop_last:
+            self._num_batches = min(rows // size for rows in per_rank)
+        else:
+            self._num_batches = max(math.ceil(rows / size) for rows in per_rank)
+        self._shard_files = [
+            self.dataset.shard_path(k, f"samples/{self.split}.parquet") for k in self.shards
+        ]
 
     @property
     def events(self) -> EventLog:
         if self._events is None:
-            self._events = self.dataset.read_events()
+            self._events = self.dataset.read_events(self.shards)
         return self._events
 
     def set_epoch(self, epoch: int) -> None:
@@ -230,6 +268,9 @@ class SampleLoader:
     def _iter_worker(self, worker: int, workers: int) -> Iterator[Batch]:
         """This rank's batches; worker w builds batches w, w + workers, ... in order."""
         cfg = self.config
+        if cfg.user_shards:
+            yield from self._iter_user_shards(worker, workers)
+            return
         rng = np.random.default_rng([cfg.seed, self.epoch, 1])
         lo, hi = self.rank * cfg.batch_size, (self.rank + 1) * cfg.batch_size
         for index, columns in enumerate(self._global_batches(rng)):
@@ -241,6 +282,69 @@ class SampleLoader:
             if mine["user"].shape[0] < cfg.batch_size:
                 mine = _pad(mine, cfg.batch_size, {c: v[:1] for c, v in columns.items()})
             yield build_batch(self.events, mine, cfg.max_len, mine.pop("_weight"))
+
+    def _iter_user_shards(self, worker: int, workers: int) -> Iterator[Batch]:
+        """Batches of this rank's own shards, then weight-0 batches up to the common count."""
+        cfg = self.config
+        rng = np.random.default_rng([cfg.seed, self.epoch, 1, self.rank])
+        filler: dict[str, np.ndarray] | None = None
+        index = -1
+        for index, columns in enumerate(self._local_batches(rng)):
+            if index >= self._num_batches:
+                return
+            filler = {c: v[:1] for c, v in columns.items()}
+            if index % workers != worker:
+                continue
+            if columns["user"].shape[0] < cfg.batch_size:
+                columns = _pad(columns, cfg.batch_size, filler)
+            yield build_batch(self.events, columns, cfg.max_len, columns.pop("_weight"))
+        if filler is None:  # no samples on this rank: user 0 owns no events, cutoff 0
+            filler = {
+                c: np.zeros(1, dtype=np.float32 if c == "label" else np.int64) for c in _COLUMNS
+            }
+        for pad_index in range(index + 1, self._num_batches):
+            if pad_index % workers == worker:
+                empty = {c: v[:0] for c, v in filler.items()}
+                empty["_weight"] = np.zeros(0, dtype=np.float32)
+                columns = _pad(empty, cfg.batch_size, filler)
+                yield build_batch(self.events, columns, cfg.max_len, columns.pop("_weight"))
+
+    def _local_batches(self, rng: np.random.Generator) -> Iterator[dict[str, np.ndarray]]:
+        """Sample columns of this rank's batches from its shard files (row groups shuffled,
+        rows shuffled within a buffer), the last one possibly short."""
+        cfg = self.config
+        groups = [
+            (path, g)
+            for path in self._shard_files
+            for g in range(pq.ParquetFile(path).metadata.num_row_groups)
+        ]
+        if cfg.shuffle:
+            groups = [groups[i] for i in rng.permutation(len(groups))]
+        buffer: list[dict[str, np.ndarray]] = []
+        buffered = 0
+        carry: dict[str, np.ndarray] | None = None
+        for position, (path, g) in enumerate(groups):
+            table = pq.ParquetFile(path).read_row_group(g, columns=list(_COLUMNS))
+            buffer.append({c: table.column(c).to_numpy() for c in _COLUMNS})
+            buffered += table.num_rows
+            if buffered < cfg.shuffle_buffer_rows and position < len(groups) - 1:
+                continue
+            merged = {c: np.concatenate([b[c] for b in buffer]) for c in _COLUMNS}
+            if cfg.shuffle:
+                perm = rng.permutation(merged["user"].shape[0])
+                merged = {c: v[perm] for c, v in merged.items()}
+            if carry is not None:
+                merged = {c: np.concatenate([carry[c], merged[c]]) for c in _COLUMNS}
+            n = merged["user"].shape[0]
+            full = n // cfg.batch_size * cfg.batch_size
+            for start in range(0, full, cfg.batch_size):
+                yield _with_weight(
+                    {c: v[start : start + cfg.batch_size] for c, v in merged.items()}
+                )
+            carry = {c: v[full:] for c, v in merged.items()} if full < n else None
+            buffer, buffered = [], 0
+        if carry is not None and not cfg.drop_last:
+            yield _with_weight(carry)
 
     def _global_batches(self, rng: np.random.Generator) -> Iterator[dict[str, np.ndarray]]:
         """Sample columns of each global batch (identical on every rank and worker)."""

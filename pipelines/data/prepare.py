@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output directory (written atomically)")
     p.add_argument("--data-root", type=Path, default=None, help="folder with the real logs")
     p.add_argument("--seed", type=int, default=0, help="seed for sampled negatives / generator")
+    p.add_argument(
+        "--shards",
+        type=int,
+        default=0,
+        help="also write S user shards (loader.user_shards reads them; 0 = none)",
+    )
     g = p.add_argument_group("generic ingestion")
     g.add_argument("--items", type=Path, help="items CSV/parquet with a header")
     g.add_argument("--map", default="", help="user=COL,item=COL,ts=COL[,behavior=COL,category=COL]")
@@ -180,10 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     try:
         manifest = prepare(args)
+        if args.shards:
+            from pipelines.data.shards import write_shards
+
+            manifest["shards"] = write_shards(args.out, args.shards)
     except (DataError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(summary(manifest, args.out, time.time() - started))
+    if args.shards:
+        print(f"shards    {args.shards} user shards under {args.out / 'shards'}")
     return 0
 
 

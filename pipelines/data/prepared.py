@@ -143,11 +143,33 @@ class PreparedDataset:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         return self.root / "samples" / f"{split}.parquet"
 
-    def read_events(self) -> EventLog:
-        table = pq.read_table(self.root / "events.parquet")
+    def read_events(self, shards: list[int] | None = None) -> EventLog:
+        """All events, or (``shards``) only those of the users in these user shards
+        (:mod:`pipelines.data.shards`): the arrays then hold only their share; the CSR offsets
+        still span every user index (the other users own no events)."""
+        if shards is None:
+            table = pq.read_table(self.root / "events.parquet")
+        else:
+            tables = [pq.read_table(self.shard_path(k, "events.parquet")) for k in shards]
+            table = pa.concat_tables(tables)
+            user = table.column("user").to_numpy()
+            table = table.take(pa.array(np.argsort(user, kind="stable")))  # one user per shard
         return EventLog.from_table(
             table, self.numeric_fields, int(self.manifest["vocab"]["users"]) - 1
         )
+
+    @property
+    def shard_count(self) -> int:
+        """S user shards written for this dataset (0: none; ``python -m pipelines.data.shards``)."""
+        return int(self.manifest.get("shards", {}).get("count", 0))
+
+    def shard_path(self, shard: int, name: str) -> Path:
+        """``DIR/shards/<shard>/<name>``, e.g. ``events.parquet`` or ``samples/train.parquet``."""
+        if not 0 <= shard < self.shard_count:
+            raise DataError(
+                self.root / "manifest.json", None, f"no user shard {shard} (has {self.shard_count})"
+            )
+        return self.root / "shards" / f"{shard:04d}" / name
 
     def read_items(self) -> pa.Table:
         return pq.read_table(self.root / "items.parquet")

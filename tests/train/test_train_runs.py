@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.distributed.checkpoint as dcp
@@ -170,3 +171,32 @@ def test_lookup_plan_trains_the_same_model_on_two_ranks(tiny_dataset: Path, tmp_
         assert a["count"] == b["count"]
         assert abs(a["auc"] - b["auc"]) < 1e-4, (a, b)
         assert abs(a["logloss"] - b["logloss"]) < 1e-4, (a, b)
+
+
+def test_two_ranks_on_user_shards_score_every_sample_once(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """``loader.user_shards``: each rank trains on its own users' shards (its share of the
+    events) and evaluation still scores every valid/test sample exactly once."""
+    import shutil
+
+    from pipelines.data.shards import write_shards
+
+    sharded = tmp_path / "sharded"
+    shutil.copytree(tiny_dataset, sharded)
+    write_shards(sharded, 4)
+    config = write_config(
+        tmp_path / "shards.yaml",
+        sharded,
+        tmp_path / "shards",
+        loader={"batch_size": 32, "user_shards": True},
+    )
+    metrics = _run(config, 2)
+    samples = {
+        split: pq.read_metadata(sharded / "samples" / f"{split}.parquet").num_rows
+        for split in ("valid", "test")
+    }
+    assert metrics["world_size"] == 2
+    for split in ("valid", "test"):
+        assert metrics[split]["count"] == samples[split], (split, metrics[split])
+    assert metrics["test"]["auc"] > 0.6
