@@ -312,74 +312,67 @@ class SampleLoader:
     def _local_batches(self, rng: np.random.Generator) -> Iterator[dict[str, np.ndarray]]:
         """Sample columns of this rank's batches from its shard files (row groups shuffled,
         rows shuffled within a buffer), the last one possibly short."""
-        cfg = self.config
         groups = [
             (path, g)
             for path in self._shard_files
             for g in range(pq.ParquetFile(path).metadata.num_row_groups)
         ]
-        if cfg.shuffle:
+        if self.config.shuffle:
             groups = [groups[i] for i in rng.permutation(len(groups))]
-        buffer: list[dict[str, np.ndarray]] = []
-        buffered = 0
-        carry: dict[str, np.ndarray] | None = None
-        for position, (path, g) in enumerate(groups):
-            table = pq.ParquetFile(path).read_row_group(g, columns=list(_COLUMNS))
-            buffer.append({c: table.column(c).to_numpy() for c in _COLUMNS})
-            buffered += table.num_rows
-            if buffered < cfg.shuffle_buffer_rows and position < len(groups) - 1:
-                continue
-            merged = {c: np.concatenate([b[c] for b in buffer]) for c in _COLUMNS}
-            if cfg.shuffle:
-                perm = rng.permutation(merged["user"].shape[0])
-                merged = {c: v[perm] for c, v in merged.items()}
-            if carry is not None:
-                merged = {c: np.concatenate([carry[c], merged[c]]) for c in _COLUMNS}
-            n = merged["user"].shape[0]
-            full = n // cfg.batch_size * cfg.batch_size
-            for start in range(0, full, cfg.batch_size):
-                yield _with_weight(
-                    {c: v[start : start + cfg.batch_size] for c, v in merged.items()}
-                )
-            carry = {c: v[full:] for c, v in merged.items()} if full < n else None
-            buffer, buffered = [], 0
-        if carry is not None and not cfg.drop_last:
-            yield _with_weight(carry)
+
+        def pieces() -> Iterator[dict[str, np.ndarray]]:
+            for path, g in groups:
+                table = pq.ParquetFile(path).read_row_group(g, columns=list(_COLUMNS))
+                yield {c: table.column(c).to_numpy() for c in _COLUMNS}
+
+        yield from _buffered_batches(pieces(), self.config.batch_size, self.config, rng)
 
     def _global_batches(self, rng: np.random.Generator) -> Iterator[dict[str, np.ndarray]]:
         """Sample columns of each global batch (identical on every rank and worker)."""
-        cfg = self.config
-        size = cfg.batch_size * self.world_size
-        buffer: list[dict[str, np.ndarray]] = []
-        buffered = 0
-        carry: dict[str, np.ndarray] | None = None
+        pieces = (self._read_rows(start, end) for start, end in self._chunks())
+        size = self.config.batch_size * self.world_size
+        yield from _buffered_batches(pieces, size, self.config, rng)
 
-        def flush() -> Iterator[dict[str, np.ndarray]]:
-            nonlocal buffer, buffered, carry
-            merged = {c: np.concatenate([b[c] for b in buffer]) for c in _COLUMNS}
-            if cfg.shuffle:
-                perm = rng.permutation(merged["user"].shape[0])
-                merged = {c: v[perm] for c, v in merged.items()}
-            if carry is not None:
-                merged = {c: np.concatenate([carry[c], merged[c]]) for c in _COLUMNS}
-                carry = None
-            n = merged["user"].shape[0]
-            full = n // size * size
-            for s in range(0, full, size):
-                yield _with_weight({c: v[s : s + size] for c, v in merged.items()})
-            if full < n:
-                carry = {c: v[full:] for c, v in merged.items()}
-            buffer, buffered = [], 0
 
-        for start, end in self._chunks():
-            buffer.append(self._read_rows(start, end))
-            buffered += end - start
-            if buffered >= cfg.shuffle_buffer_rows:
-                yield from flush()
-        if buffer:
+def _buffered_batches(
+    pieces: Iterator[dict[str, np.ndarray]],
+    size: int,
+    cfg: LoaderConfig,
+    rng: np.random.Generator,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Cut a stream of sample-column pieces into batches of ``size`` rows: pieces are buffered
+    up to ``cfg.shuffle_buffer_rows`` rows and shuffled together (``cfg.shuffle``), the rows
+    left over carry into the next buffer, and the ragged tail is yielded unless ``drop_last``."""
+    buffer: list[dict[str, np.ndarray]] = []
+    buffered = 0
+    carry: dict[str, np.ndarray] | None = None
+
+    def flush() -> Iterator[dict[str, np.ndarray]]:
+        nonlocal buffer, buffered, carry
+        merged = {c: np.concatenate([b[c] for b in buffer]) for c in _COLUMNS}
+        if cfg.shuffle:
+            perm = rng.permutation(merged["user"].shape[0])
+            merged = {c: v[perm] for c, v in merged.items()}
+        if carry is not None:
+            merged = {c: np.concatenate([carry[c], merged[c]]) for c in _COLUMNS}
+            carry = None
+        n = merged["user"].shape[0]
+        full = n // size * size
+        for s in range(0, full, size):
+            yield _with_weight({c: v[s : s + size] for c, v in merged.items()})
+        if full < n:
+            carry = {c: v[full:] for c, v in merged.items()}
+        buffer, buffered = [], 0
+
+    for piece in pieces:
+        buffer.append(piece)
+        buffered += piece["user"].shape[0]
+        if buffered >= cfg.shuffle_buffer_rows:
             yield from flush()
-        if carry is not None and not cfg.drop_last:
-            yield _with_weight(carry)
+    if buffer:
+        yield from flush()
+    if carry is not None and not cfg.drop_last:
+        yield _with_weight(carry)
 
 
 def _with_weight(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
