@@ -99,7 +99,8 @@ def render_markdown(data: dict[str, Any], only: str | None = None) -> str:
             s = quality["settings"]
             lines += [
                 f"## {dataset} ({quality['mode']})", "",
-                f"`{quality.get('command', '')}`, {quality.get('finished', '')}. Train rows "
+                " then ".join(f"`{c}`" for c in quality.get("commands", [quality.get("command", "")]))
+                + f", {quality.get('finished', '')}. Train rows "
                 f"{s['longctr_rows']['train']} (subsample: {s['train_limit'] or 'none'}, seed "
                 f"{s['seed']}), valid {s['longctr_rows']['valid']}, test {s['longctr_rows']['test']}; "
                 f"window {s['max_len']}, embedding dim {s['embedding_dim']}, batch "

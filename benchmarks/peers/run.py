@@ -237,6 +237,14 @@ def main(argv: list[str] | None = None) -> int:
                 kept["models"].update(entry["models"])
             previous.update({k: v for k, v in block.items() if k != "windows"})
             block.update(previous)
+        elif key == "quality" and previous and _same_protocol(previous, block):
+            # the same protocol on other models: keep their rows beside the new ones
+            for field in ("runs", "chosen"):
+                block[field] = {**previous.get(field, {}), **block[field]}
+            models = [*previous["settings"]["models"], *block["settings"]["models"]]
+            block["settings"]["models"] = list(dict.fromkeys(models))
+            commands = previous.get("commands", [previous.get("command")])
+            block["commands"] = [*[c for c in commands if c], block["command"]]
         blocks[key] = block
 
     data = update_json(path, store)
@@ -253,6 +261,14 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         print("FAILED: " + ", ".join(failed))
     return 1 if failed else 0
+
+
+def _same_protocol(previous: dict[str, Any], block: dict[str, Any]) -> bool:
+    """Whether two quality blocks ran the same protocol (every setting but the model list)."""
+    ignore = {"models"}
+    a = {k: v for k, v in previous.get("settings", {}).items() if k not in ignore}
+    b = {k: v for k, v in block.get("settings", {}).items() if k not in ignore}
+    return a == b
 
 
 def _pairs(block: dict[str, Any]) -> dict[str, dict[str, Any]]:
