@@ -229,23 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         data["unaligned"] = UNALIGNED
         data["environment"] = environment()
         data["peer_environment"] = installed_info()
-        blocks = data.setdefault("datasets", {}).setdefault(spec.name, {})
-        previous = blocks.get(key)
-        if key == "throughput" and previous and previous.get("batch_size") == block["batch_size"]:
-            for window, entry in block["windows"].items():  # keep the other windows / models
-                kept = previous["windows"].setdefault(window, entry)
-                kept["models"].update(entry["models"])
-            previous.update({k: v for k, v in block.items() if k != "windows"})
-            block.update(previous)
-        elif key == "quality" and previous and _same_protocol(previous, block):
-            # the same protocol on other models: keep their rows beside the new ones
-            for field in ("runs", "chosen"):
-                block[field] = {**previous.get(field, {}), **block[field]}
-            models = [*previous["settings"]["models"], *block["settings"]["models"]]
-            block["settings"]["models"] = list(dict.fromkeys(models))
-            commands = previous.get("commands", [previous.get("command")])
-            block["commands"] = [*[c for c in commands if c], block["command"]]
-        blocks[key] = block
+        store_block(data, spec.name, key, block)
 
     data = update_json(path, store)
     markdown = write_markdown(data, args.results_dir.resolve() / "peers.md")
@@ -261,6 +245,29 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         print("FAILED: " + ", ".join(failed))
     return 1 if failed else 0
+
+
+def store_block(data: dict[str, Any], dataset: str, key: str, block: dict[str, Any]) -> None:
+    """Put a run's ``block`` under ``data["datasets"][dataset][key]``. A throughput block at the
+    same batch size keeps the earlier windows and models; a quality block with the same protocol
+    (every setting but the model list) keeps the earlier models' rows beside the new ones;
+    anything else replaces what was there."""
+    blocks = data.setdefault("datasets", {}).setdefault(dataset, {})
+    previous = blocks.get(key)
+    if key == "throughput" and previous and previous.get("batch_size") == block["batch_size"]:
+        for window, entry in block["windows"].items():  # keep the other windows / models
+            kept = previous["windows"].setdefault(window, entry)
+            kept["models"].update(entry["models"])
+        previous.update({k: v for k, v in block.items() if k != "windows"})
+        block.update(previous)
+    elif key == "quality" and previous and _same_protocol(previous, block):
+        for field in ("runs", "chosen"):
+            block[field] = {**previous.get(field, {}), **block[field]}
+        models = [*previous["settings"]["models"], *block["settings"]["models"]]
+        block["settings"]["models"] = list(dict.fromkeys(models))
+        commands = previous.get("commands", [previous.get("command")])
+        block["commands"] = [*[c for c in commands if c], block["command"]]
+    blocks[key] = block
 
 
 def _same_protocol(previous: dict[str, Any], block: dict[str, Any]) -> bool:

@@ -134,3 +134,30 @@ def test_smoke_benchmark_with_the_peer_venv(tmp_path: Path) -> None:
     if sdim["ours"]["status"] == "skipped":  # until our SDIM is registered
         assert "not registered" in sdim["ours"]["error"]
     assert data["unaligned"] and "| DIN | FuxiCTR |" in (tmp_path / "out" / "peers.md").read_text()
+
+
+def _quality_block(models: list[str], command: str, **settings) -> dict:
+    base = {"max_len": 1000, "lrs": [0.002, 0.004], "train_limit": 40000, "models": models}
+    return {
+        "mode": "quality",
+        "command": command,
+        "settings": {**base, **settings},
+        "runs": {m: {"lr0.002": {"ours": {}, "theirs": {}}} for m in models},
+        "chosen": {m: {"ours": {"lr": 0.002}} for m in models},
+    }
+
+
+def test_a_quality_run_on_other_models_keeps_the_earlier_rows_of_the_same_protocol() -> None:
+    from benchmarks.peers.run import store_block
+
+    data: dict = {}
+    store_block(data, "ml", "quality", _quality_block(["DIN", "ETA"], "first"))
+    store_block(data, "ml", "quality", _quality_block(["SDIM", "ETA"], "second"))
+    block = data["datasets"]["ml"]["quality"]
+    assert sorted(block["runs"]) == ["DIN", "ETA", "SDIM"]
+    assert sorted(block["chosen"]) == ["DIN", "ETA", "SDIM"]
+    assert block["settings"]["models"] == ["DIN", "ETA", "SDIM"]
+    assert block["commands"] == ["first", "second"]
+    # another protocol (a different window) replaces the block instead of mixing rows
+    store_block(data, "ml", "quality", _quality_block(["TWIN"], "third", max_len=200))
+    assert sorted(data["datasets"]["ml"]["quality"]["runs"]) == ["TWIN"]
