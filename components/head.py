@@ -15,6 +15,7 @@ from torchrec import KeyedTensor
 
 from components.encoders.base import EncoderSpec, History, Query, SequenceEncoder
 from components.encoders.registry import build_encoder
+from components.layers.attention_dropout import set_attention_dropout
 from components.layers.mlp import MLP
 from components.layers.numeric import NumericScaler
 from components.model_config import ModelConfig, ModelOutput, Vocab
@@ -73,6 +74,13 @@ class SequenceHead(nn.Module):
         self.encoder: SequenceEncoder = build_encoder(
             config.encoder, self.spec, config.encoder_config or None
         )
+        if not set_attention_dropout(self.encoder, config.attention_dropout) and (
+            config.attention_dropout > 0
+        ):
+            raise ValueError(
+                f"model.attention_dropout={config.attention_dropout}: encoder {config.encoder} "
+                "has no attention weights to drop (no AttentionDropout layer)"
+            )
         takes_content = hasattr(self.encoder, "load_content")
         if content_embeddings is not None:
             if not takes_content:

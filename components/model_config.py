@@ -43,6 +43,8 @@ class ModelConfig:
         ``cluster`` (needs an ``item_to_group`` table).
     over_arch: hidden sizes of the final MLP (a last layer of size 1 is added).
     over_arch_dropout: dropout after each hidden layer of the over-arch (training only).
+    attention_dropout: dropout on the encoder's attention weights (every
+        :class:`~components.layers.attention_dropout.AttentionDropout` in it; training only).
     use_user_embedding: feed the user id embedding to the over-arch.
     numeric_summary: feed the mean of each numeric field over the history to the over-arch.
     numeric_scaling: scale numeric event fields before any layer reads them (signed log, then
@@ -57,6 +59,7 @@ class ModelConfig:
     group_key: str = "category"
     over_arch: list[int] = field(default_factory=lambda: [200, 80])
     over_arch_dropout: float = 0.0
+    attention_dropout: float = 0.0
     use_user_embedding: bool = True
     numeric_summary: bool = True
     numeric_scaling: bool = True
@@ -68,6 +71,8 @@ class ModelConfig:
             raise ValueError("embedding_dim and behavior_dim must be >= 1")
         if not 0.0 <= self.over_arch_dropout < 1.0:
             raise ValueError(f"over_arch_dropout must be in [0, 1), got {self.over_arch_dropout}")
+        if not 0.0 <= self.attention_dropout < 1.0:
+            raise ValueError(f"attention_dropout must be in [0, 1), got {self.attention_dropout}")
 
 
 @dataclass

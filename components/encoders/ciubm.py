@@ -37,6 +37,7 @@ from components.encoders.base import (
     SequenceEncoder,
     flatten_candidates,
 )
+from components.layers.attention_dropout import AttentionDropout
 from components.layers.mlp import MLP
 from components.ops.symbolic import tracing, value_max
 
@@ -228,6 +229,7 @@ class ContentAwareTargetAttention(nn.Module):
         self.use_content = use_content
         self.gamma = nn.Parameter(torch.tensor([1.0, 1.0, 0.0]))
         self.scale = 1.0 / math.sqrt(attention_dim)
+        self.attention_dropout = AttentionDropout()
 
     def forward(self, query, keys, similarity, mask) -> torch.Tensor:
         id_logits = torch.einsum("bka,ba->bk", self.k(keys), self.q(query)) * self.scale
@@ -238,6 +240,7 @@ class ContentAwareTargetAttention(nn.Module):
         logits = logits.masked_fill(~mask, float("-inf"))
         weights = torch.softmax(logits, dim=1)
         weights = torch.where(mask, weights, torch.zeros_like(weights))  # empty rows: 0, not NaN
+        weights = self.attention_dropout(weights)
         return torch.einsum("bk,bka->ba", weights, self.v(keys))
 
 

@@ -31,6 +31,7 @@ from components.encoders.base import (
     Query,
     SequenceEncoder,
 )
+from components.layers.attention_dropout import AttentionDropout
 from components.layers.time_buckets import TimeIntervalEmbedding
 from components.ops import jagged
 from components.ops.retrieval import topk_by_score
@@ -82,6 +83,7 @@ class TWIN(SequenceEncoder):
         self.cross = nn.Linear(cross_dim, h) if cross_dim else None
         self.out = nn.Linear(h * self.head_dim, h * self.head_dim)
         self.output_dim = h * self.head_dim
+        self.attention_dropout = AttentionDropout()
 
     def cross_bias(self, history: History) -> torch.Tensor:
         """``[N, H]`` beta: the user-item cross features of every behavior, one scalar per head."""
@@ -122,6 +124,7 @@ class TWIN(SequenceEncoder):
         )  # [M, K, H]
         alpha = alpha.masked_fill(~mask.unsqueeze(-1), float("-inf"))
         weights = torch.nan_to_num(torch.softmax(alpha, dim=1), nan=0.0)  # all-masked rows -> 0
+        weights = self.attention_dropout(weights)
         pooled = (weights.unsqueeze(-1) * jagged.gather_padded(values, index, mask)).sum(dim=1)
         return self.out(pooled.flatten(1)) * mask.any(dim=1, keepdim=True).to(pooled.dtype)
 

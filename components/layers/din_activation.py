@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from components.layers.attention_dropout import AttentionDropout
 from components.layers.mlp import MLP
 
 
@@ -26,11 +27,12 @@ class DINActivationUnit(nn.Module):
         super().__init__()
         self.mlp = MLP(4 * dim, [*hidden, 1], activation="prelu")
         self.output_dim = dim
+        self.attention_dropout = AttentionDropout()
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         q = query.unsqueeze(1).expand_as(keys)
         weights = self.mlp(torch.cat([q, keys, q - keys, q * keys], dim=-1)).squeeze(-1)
-        weights = weights * mask.to(weights.dtype)
+        weights = self.attention_dropout(weights * mask.to(weights.dtype))
         return (weights.unsqueeze(-1) * keys).sum(dim=1)
 
     def forward_jagged(
@@ -39,5 +41,5 @@ class DINActivationUnit(nn.Module):
         """The same pooling without padding: ``query [B, D]``, ``keys [N, D]`` jagged rows,
         ``segment [N]`` sample of each row -> ``[B, D]`` (O(N), not O(B * max length))."""
         q = query[segment]
-        weights = self.mlp(torch.cat([q, keys, q - keys, q * keys], dim=-1))  # [N, 1]
+        weights = self.attention_dropout(self.mlp(torch.cat([q, keys, q - keys, q * keys], dim=-1)))
         return torch.zeros_like(query).index_add(0, segment, weights * keys)

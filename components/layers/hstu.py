@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from components.layers.attention_dropout import AttentionDropout
+
 
 class RelativeTimePositionBias(nn.Module):
     """Learned bias per head for each relative position offset and each log-bucketed time gap.
@@ -71,6 +73,7 @@ class HSTULayer(nn.Module):
         self.f2 = nn.Linear(dim, dim)
         self.bias = RelativeTimePositionBias(max_len, num_heads)
         self.dropout = nn.Dropout(dropout)
+        self.attention_dropout = AttentionDropout()
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, timestamps: torch.Tensor
@@ -87,6 +90,7 @@ class HSTULayer(nn.Module):
             allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
         keys = allowed.sum(dim=-1, keepdim=True).clamp_min(1).to(x.dtype)
         attn = F.silu(scores) * allowed.to(x.dtype) / keys
+        attn = self.attention_dropout(attn)
         out = (attn @ v).transpose(1, 2).reshape(b, length, dim)
         y = x + self.dropout(self.f2(self.norm_attn(out) * u))
         return y * mask.unsqueeze(-1).to(y.dtype)

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from components.layers.attention_dropout import AttentionDropout
 from components.ops.symbolic import tracing
 
 
@@ -40,6 +41,7 @@ class MultiHeadTargetAttention(nn.Module):
         self.v = nn.Linear(key_dim, num_heads * self.value_dim, bias=False)
         self.out = nn.Linear(num_heads * self.value_dim, num_heads * self.value_dim)
         self.output_dim = num_heads * self.value_dim
+        self.attention_dropout = AttentionDropout()
 
     def forward(
         self,
@@ -65,6 +67,7 @@ class MultiHeadTargetAttention(nn.Module):
         logits = logits.masked_fill(~valid, float("-inf"))
         weights = torch.softmax(logits, dim=-1)
         weights = torch.nan_to_num(weights, nan=0.0)  # all-masked rows -> zeros
+        weights = self.attention_dropout(weights)
         if tracing():  # heads side by side without a reshape over C (see _head_matmul)
             pooled = torch.cat([torch.bmm(weights[:, i], vh[:, i]) for i in range(h)], dim=-1)
         else:

@@ -168,3 +168,34 @@ def test_over_arch_dropout_acts_in_training_only() -> None:
         assert not torch.allclose(dropped(batch).logits, plain(batch).logits)
     with pytest.raises(ValueError, match="over_arch_dropout"):
         model_with(1.0)
+
+
+@pytest.mark.parametrize("name", ["DIN", "SIMHard", "DMGIN", "TWIN", "TWINV2"])
+def test_attention_dropout_acts_in_training_only(name: str) -> None:
+    """``model.attention_dropout`` reaches the encoder's attention weights: training-mode
+    outputs become random, eval-mode outputs equal the model without it."""
+    batch = batch_of(*make_samples(32, seed=2))
+
+    def model_with(p: float) -> LifelongCTRModel:
+        torch.manual_seed(0)
+        config = ModelConfig(
+            encoder=name, encoder_config=ENCODERS[name], embedding_dim=8, behavior_dim=2,
+            over_arch=[16], attention_dropout=p,
+        )  # fmt: skip
+        return LifelongCTRModel(config, VOCAB)
+
+    plain, dropped = model_with(0.0), model_with(0.5)
+    with torch.no_grad():
+        plain.eval(), dropped.eval()
+        torch.testing.assert_close(plain(batch).logits, dropped(batch).logits)
+        plain.train(), dropped.train()
+        torch.testing.assert_close(plain(batch).logits, plain(batch).logits)
+        assert not torch.allclose(dropped(batch).logits, dropped(batch).logits)
+
+
+def test_attention_dropout_on_an_encoder_without_attention_is_refused() -> None:
+    config = ModelConfig(encoder="SDIM", embedding_dim=8, attention_dropout=0.1)
+    with pytest.raises(ValueError, match="no attention weights to drop"):
+        LifelongCTRModel(config, VOCAB)
+    with pytest.raises(ValueError, match="attention_dropout must be in"):
+        ModelConfig(encoder="DIN", attention_dropout=1.0)
