@@ -55,7 +55,11 @@ def _initial_centroids(
 
 def _assign(points: torch.Tensor, segment: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     """Nearest centroid of its own segment for every row (ties -> the lower index)."""
-    distance = ((points.unsqueeze(1) - centroids[segment]) ** 2).sum(dim=-1)  # [N, k]
+    # one centroid slot at a time: O(N * D) memory, never the [N, k, D] gather
+    distance = torch.stack(
+        [((points - centroids[:, j][segment]) ** 2).sum(dim=-1) for j in range(centroids.shape[1])],
+        dim=1,
+    )  # [N, k]
     return torch.argmin(distance, dim=1)
 
 
