@@ -30,6 +30,7 @@ DMGIN = "components/encoders/dmgin.py"
 MEANING_DMGIN = "tests/encoders/test_meaning_dmgin.py"
 MEANING_SIM = "tests/encoders/test_meaning_sim.py"
 MEANING_DIN = "tests/encoders/test_meaning_din_ciubm.py"
+MEANING_TWIN = "tests/encoders/test_meaning_twin_sdim.py"
 TEST_HSTU = "tests/layers/test_hstu.py"
 
 
@@ -169,6 +170,28 @@ MUTANTS = [
         "(count / lengths[kept_sample].to(torch.float32)).unsqueeze(1),",
         "(count * 0 / lengths[kept_sample].to(torch.float32)).unsqueeze(1),",
         (f"{MEANING_DMGIN}::test_forward_equals_the_naive_reference[full]",),
+    ),
+    # the encoders of issue #19
+    Mutant(
+        "twin_gsu_reads_the_first_head_only",
+        "components/encoders/twin.py",
+        "scores = self.logits(queries[segment], keys, bias).mean(dim=1)",
+        "scores = self.logits(queries[segment], keys, bias)[:, 0]",
+        (f"{MEANING_TWIN}::test_twin_gsu_keeps_the_rows_the_esu_weighs_most",),
+    ),
+    Mutant(
+        "sdim_bucket_sums_not_normalised",
+        "components/encoders/sdim.py",
+        "normalised = collided / norm.clamp_min(1e-12)",
+        "normalised = collided",
+        (f"{MEANING_TWIN}::test_sdim_equals_its_brute_force",),
+    ),
+    Mutant(
+        "twin_v2_size_bias_not_logarithmic",
+        "components/encoders/twin_v2.py",
+        "log_size = torch.log(clusters.sizes.clamp(min=1).to(queries.dtype))",
+        "log_size = clusters.sizes.clamp(min=1).to(queries.dtype)",
+        ("tests/encoders/test_meaning_twin_v2.py::test_repeating_every_behavior_changes_nothing",),
     ),
 ]
 
