@@ -7,7 +7,7 @@ its weights before pooling; :func:`set_attention_dropout` sets them all at once.
 
 Example:
     >>> layer = AttentionDropout()
-    >>> set_attention_dropout(torch.nn.Sequential(layer), 0.2)
+    >>> set_attention_dropout(nn.Sequential(layer), 0.2)
     1
     >>> layer.p
     0.2
