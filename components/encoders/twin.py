@@ -159,12 +159,12 @@ class TWIN(SequenceEncoder):
         bias = self.cross_bias(history)
         queries = self.q(candidates.embeddings).unflatten(2, (h, d))  # [B, C, H, d]
         with torch.no_grad():
-            padded_keys, valid = jagged.jagged_to_padded(
-                keys.flatten(1), history.offsets, max(history.item_ids.numel(), 1)
-            )  # [B, T, H * d], every row (no cap)
-            padded_bias, _ = jagged.jagged_to_padded(
-                bias, history.offsets, max(history.item_ids.numel(), 1)
-            )  # [B, T, H]
+            padded, valid = jagged.jagged_to_padded(
+                torch.cat([keys.flatten(1), bias], dim=1),
+                history.offsets,
+                max(history.item_ids.numel(), 1),
+            )  # [B, T, H * d + H], every row (no cap): keys and biases in one gather
+            padded_keys, padded_bias = padded.split([h * d, h], dim=-1)
             # the head mean of alpha in one product: sum_h q_h . k_h / (H sqrt(d)) + mean_h beta
             scores = torch.bmm(queries.flatten(2), padded_keys.transpose(1, 2)) / (h * math.sqrt(d))
             scores = scores + padded_bias.mean(dim=-1).unsqueeze(1)  # [B, C, T]

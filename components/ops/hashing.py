@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from components.ops.jagged import segment_ids
+from components.ops.retrieval import simhash_signatures
 from components.ops.symbolic import check_offsets, check_range
 
 __all__ = ["bucket_sums", "bucket_sums_reference", "simhash_codes", "simhash_codes_reference"]
@@ -40,11 +41,7 @@ def simhash_codes(embeddings: torch.Tensor, planes: torch.Tensor, bits: int) -> 
     """
     if bits < 1 or planes.shape[1] % bits:
         raise ValueError(f"planes [D, m * bits] has {planes.shape[1]} columns, bits={bits}")
-    if embeddings.shape[-1] != planes.shape[0]:
-        raise ValueError(
-            f"embeddings [..., {embeddings.shape[-1]}] do not match planes {tuple(planes.shape)}"
-        )
-    signs = torch.matmul(embeddings, planes.to(embeddings.dtype)) > 0  # [..., m * bits]
+    signs = simhash_signatures(embeddings, planes)  # [..., m * bits], ETA's fingerprint bits
     signs = signs.unflatten(-1, (planes.shape[1] // bits, bits)).to(torch.int64)
     weights = 2 ** torch.arange(bits, device=embeddings.device, dtype=torch.int64)
     return (signs * weights).sum(dim=-1)

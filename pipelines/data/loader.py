@@ -209,7 +209,6 @@ class SampleLoader:
             for r in range(self.world_size)
         ]
         self.total_rows = sum(per_rank)
-        self.rank_rows = per_rank[self.rank]
         size = self.config.batch_size
         if self.config.drop_last:
             self._num_batches = min(rows // size for rows in per_rank)

@@ -169,13 +169,18 @@ class PreparedDataset:
             raise DataError(
                 self.root / "manifest.json", None, f"no user shard {shard} (has {self.shard_count})"
             )
-        return self.root / "shards" / f"{shard:04d}" / name
+        return self.root / "shards" / shard_name(shard) / name
 
     def read_items(self) -> pa.Table:
         return pq.read_table(self.root / "items.parquet")
 
     def read_samples(self, split: str) -> pa.Table:
         return pq.read_table(self.samples_path(split))
+
+
+def shard_name(shard: int) -> str:
+    """The directory name of user shard ``shard`` under ``DIR/shards/``."""
+    return f"{shard:04d}"
 
 
 def write_atomically(out_dir: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:

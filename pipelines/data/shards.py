@@ -22,7 +22,6 @@ atomically.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import tempfile
@@ -33,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.data.prepared import SPLITS, DataError, PreparedDataset
+from pipelines.data.prepared import SPLITS, DataError, PreparedDataset, shard_name, write_json
 
 HASH_NAME = "splitmix64(user) % S"
 _BATCH_ROWS = 1 << 20
@@ -49,10 +48,6 @@ def shard_of(users: np.ndarray, num_shards: int) -> np.ndarray:
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
     return (z % np.uint64(num_shards)).astype(np.int64)
-
-
-def shard_dir(root: Path, shard: int) -> Path:
-    return root / "shards" / f"{shard:04d}"
 
 
 def shards_of_rank(num_shards: int, rank: int, world_size: int) -> list[int]:
@@ -78,11 +73,10 @@ def _split_file(source: Path, targets: list[Path], num_shards: int) -> tuple[lis
             shard = shard_of(user, num_shards)
             for k in np.unique(shard).tolist():
                 keep = np.nonzero(shard == k)[0]
-                part = pa.Table.from_batches([batch]).take(pa.array(keep))
                 if writers[k] is None:
                     targets[k].parent.mkdir(parents=True, exist_ok=True)
                     writers[k] = pq.ParquetWriter(targets[k], schema)
-                writers[k].write_table(part)
+                writers[k].write_batch(batch.take(pa.array(keep)))
                 rows[k] += int(keep.size)
                 users[k].update(np.unique(user[keep]).tolist())
     finally:
@@ -108,7 +102,7 @@ def write_shards(dataset_dir: str | os.PathLike[str], num_shards: int) -> dict[s
         raise ValueError(f"--shards must be >= 1, got {num_shards}")
     tmp = Path(tempfile.mkdtemp(prefix=".shards.tmp-", dir=root))
     try:
-        staged = [tmp / f"{k:04d}" for k in range(num_shards)]
+        staged = [tmp / shard_name(k) for k in range(num_shards)]
         events, users = _split_file(
             root / "events.parquet", [d / "events.parquet" for d in staged], num_shards
         )
@@ -138,7 +132,7 @@ def write_shards(dataset_dir: str | os.PathLike[str], num_shards: int) -> dict[s
         raise
     manifest = dict(dataset.manifest, shards=entry)
     staged_manifest = root / ".manifest.json.tmp"
-    staged_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_json(staged_manifest, manifest)
     os.replace(staged_manifest, root / "manifest.json")
     return entry
 
