@@ -9,10 +9,12 @@ For each size in ``--events`` (default 1M, 3M, 10M; add 100M and 1B where disk a
 2. ``python -m pipelines.prepare --engine duckdb`` prepares it in a fresh process (the generic
    ``--events/--map`` path, label ``r>=4``, ``--memory-limit``, ``--threads``): wall seconds,
    events per second and the child's peak RSS (``ru_maxrss``);
-3. for the largest prepared size, ``python -m pipelines.data.shards`` writes ``--shards`` user
-   shards, and for every size a 2-rank loader (``loader.user_shards``) reads its train split at
-   ``max_len = --max-len``: per rank, in its own process, samples/s over ``--loader-batches``
-   batches and peak RSS.
+3. ``python -m pipelines.data.shards`` writes user
+   shards (S = events / ``--events-per-shard`` unless ``--shards``), and for every size a 2-rank
+   loader (``loader.user_shards``) reads its train split at ``max_len = --max-len``: per rank, in
+   its own process, samples/s over ``--loader-batches`` batches and peak RSS, holding one shard's
+   events at a time (``loader.shard_at_a_time``, mode ``shard``: the loader targets) and, for
+   comparison, all of the rank's shards (mode ``rank``).
 
 The log-log slope of prepare time against events (least squares over the sizes run) is reported
 against the target 1 +/- 0.1, with the other targets of issue 21 (reported, not asserted):
@@ -91,9 +93,12 @@ CHILD_LOADER = """
 import json, resource, sys, time
 from pipelines.data.loader import LoaderConfig, SampleLoader
 root, rank, batches, batch, max_len = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-config = LoaderConfig(batch_size=batch, max_len=max_len, user_shards=True, seed=0)
+one_shard = sys.argv[6] == "shard"
+config = LoaderConfig(batch_size=batch, max_len=max_len, user_shards=True, seed=0,
+                      shard_at_a_time=one_shard)
 loader = SampleLoader(root, "train", config, rank=rank, world_size=2)
-_ = loader.events
+if not one_shard:
+    _ = loader.events
 after_events = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 samples = rows = 0
 started = time.perf_counter()
@@ -103,8 +108,10 @@ for i, b in enumerate(loader):
     samples += b.batch_size
     rows += int(b.history_lengths.sum())
 seconds = time.perf_counter() - started
-print(json.dumps({"samples_per_s": samples / seconds, "history_rows_per_s": rows / seconds,
-                  "batches": min(batches, len(loader)), "events_held": int(loader.events.item.shape[0]),
+held = loader._events if one_shard else loader.events
+print(json.dumps({"mode": sys.argv[6], "samples_per_s": samples / seconds,
+                  "history_rows_per_s": rows / seconds, "batches": min(batches, len(loader)),
+                  "events_held": int(held.item.shape[0]) if held is not None else 0,
                   "rss_after_events_mib": after_events,
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
@@ -145,23 +152,27 @@ def run_size(events: int, args: argparse.Namespace, work: Path) -> dict[str, Any
     prepare["events_per_s"] = events / prepare["seconds"]
     from pipelines.data.shards import write_shards
 
+    shards = args.shards or max(2, math.ceil(events / args.events_per_shard))
     started = time.perf_counter()
-    write_shards(prepared, args.shards)
-    row["shard_seconds"] = time.perf_counter() - started
-    row["loader"] = [
-        _child(
-            CHILD_LOADER,
-            [
-                str(prepared),
-                str(rank),
-                str(args.loader_batches),
-                str(args.batch),
-                str(args.max_len),
-            ],
-            args.timeout,
-        )
-        for rank in range(2)
-    ]
+    write_shards(prepared, shards)
+    row["shards"], row["shard_seconds"] = shards, time.perf_counter() - started
+    for mode in args.loader_modes.split(","):
+        key = "loader" if mode == "shard" else f"loader_{mode}"
+        row[key] = [
+            _child(
+                CHILD_LOADER,
+                [
+                    str(prepared),
+                    str(rank),
+                    str(args.loader_batches),
+                    str(args.batch),
+                    str(args.max_len),
+                    mode,
+                ],
+                args.timeout,
+            )  # fmt: skip
+            for rank in range(2)
+        ]
     if not args.keep:
         shutil.rmtree(prepared, ignore_errors=True)
     return row
@@ -210,11 +221,16 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     axes[0].set_xlabel("events")
     axes[0].legend()
     axes[0].set_title("out-of-core prepare (duckdb)")
-    for rank in range(2):
-        pts = [(r["events"], r["loader"][rank]) for r in ok if "error" not in r["loader"][rank]]
-        axes[1].loglog(
-            [p[0] for p in pts], [p[1]["peak_rss_mib"] for p in pts], "o-", label=f"rank {rank}"
-        )
+    for key, style, what in (("loader", "o-", "one shard held"), ("loader_rank", "s--", "all")):
+        for rank in range(2):
+            pts = [
+                (r["events"], r[key][rank]) for r in ok if key in r and "error" not in r[key][rank]
+            ]
+            if pts:
+                axes[1].loglog(
+                    [p[0] for p in pts], [p[1]["peak_rss_mib"] for p in pts], style,
+                    label=f"rank {rank}, {what}",
+                )  # fmt: skip
     axes[1].set_xlabel("events")
     axes[1].set_ylabel("loader peak RSS MiB")
     axes[1].legend()
@@ -233,7 +249,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk", type=int, default=2_000_000, help="rows per generated file")
     parser.add_argument("--memory-limit", default="2GB", help="duckdb memory_limit")
     parser.add_argument("--threads", type=int, default=2, help="duckdb threads")
-    parser.add_argument("--shards", type=int, default=8, help="user shards for the loader")
+    parser.add_argument(
+        "--shards", type=int, default=0, help="user shards (0: events / --events-per-shard)"
+    )
+    parser.add_argument(
+        "--events-per-shard", type=float, default=1.25e6, help="shard size when --shards is 0"
+    )
+    parser.add_argument(
+        "--loader-modes",
+        default="shard,rank",
+        help="shard: one shard's events held at a time (loader.shard_at_a_time; the targets); "
+        "rank: all of the rank's shards held",
+    )
     parser.add_argument("--max-len", type=int, default=10_000, help="loader history window")
     parser.add_argument("--batch", type=int, default=256, help="loader batch size per rank")
     parser.add_argument("--loader-batches", type=int, default=20, help="batches timed per rank")
@@ -271,7 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     plot(rows, args.output_dir / f"{name}.png")
     print("targets:", json.dumps(results["targets"]))
     failed = [
-        r for r in rows if "error" in r["prepare"] or any("error" in x for x in r.get("loader", []))
+        r
+        for r in rows
+        if "error" in r["prepare"]
+        or any("error" in x for x in r.get("loader", []) + r.get("loader_rank", []))
     ]
     return 1 if failed else 0
 

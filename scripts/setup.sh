@@ -21,6 +21,20 @@ if ! command -v redis-server >/dev/null 2>&1; then
         echo "[setup] note: redis-server is missing (as root: apt-get install redis-server)" >&2
     fi
 fi
+# a Java runtime (Debian package): Spark's JVM for `prepare --engine spark` and its tests
+if ! command -v java >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "[setup] installing a Java runtime (apt-get default-jre-headless)"
+        if ! { apt-get install -y -q default-jre-headless >/dev/null 2>&1 \
+               || { apt-get update -q >/dev/null 2>&1 \
+                    && apt-get install -y -q default-jre-headless >/dev/null 2>&1; }; }; then
+            echo "[setup] 'apt-get install default-jre-headless' failed" >&2
+            exit 1
+        fi
+    else
+        echo "[setup] note: java is missing (as root: apt-get install default-jre-headless)" >&2
+    fi
+fi
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     flavor=cuda
 else

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +50,11 @@ class LoaderConfig:
             Every rank yields the same number of batches: the most any rank needs (a rank with
             fewer samples pads with weight-0 rows), or with ``drop_last`` the fewest full
             batches any rank has.
+        shard_at_a_time: with ``user_shards``, hold one shard's events at a time instead of all
+            of the rank's: the rank visits its shards in an epoch-seeded order and cuts each
+            shard's samples into its own batches (a shard's short last batch is padded with
+            weight-0 rows, or dropped with ``drop_last``), so memory per rank is bounded by the
+            largest shard; choose S so that a shard fits.
     """
 
     batch_size: int = 512
@@ -60,8 +65,11 @@ class LoaderConfig:
     drop_last: bool = False
     shuffle_buffer_rows: int = 65536
     user_shards: bool = False
+    shard_at_a_time: bool = False
 
     def __post_init__(self) -> None:
+        if self.shard_at_a_time and not self.user_shards:
+            raise ValueError("shard_at_a_time needs user_shards: true")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.max_len < 1:
@@ -210,7 +218,15 @@ class SampleLoader:
         ]
         self.total_rows = sum(per_rank)
         size = self.config.batch_size
-        if self.config.drop_last:
+        if self.config.shard_at_a_time:  # every shard is cut into its own batches
+            cut = (lambda n: n // size) if self.config.drop_last else (lambda n: -(-n // size))
+            per_rank = [
+                sum(cut(per_shard[k]) for k in shards_of_rank(count, r, self.world_size))
+                for r in range(self.world_size)
+            ]
+            pick = min if self.config.drop_last else max
+            self._num_batches = pick(per_rank)
+        elif self.config.drop_last:
             self._num_batches = min(rows // size for rows in per_rank)
         else:
             self._num_batches = max(math.ceil(rows / size) for rows in per_rank)
@@ -231,7 +247,8 @@ class SampleLoader:
         return self._num_batches
 
     def __iter__(self) -> Iterator[Batch]:
-        _ = self.events  # load once before forking workers
+        if not self.config.shard_at_a_time:
+            _ = self.events  # load once before forking workers
         if self.config.num_workers == 0:
             yield from self._iter_worker(0, 1)
             return
@@ -288,7 +305,8 @@ class SampleLoader:
         rng = np.random.default_rng([cfg.seed, self.epoch, 1, self.rank])
         filler: dict[str, np.ndarray] | None = None
         index = -1
-        for index, columns in enumerate(self._local_batches(rng)):
+        events: Callable[[], EventLog] = lambda: self.events  # noqa: E731
+        for index, (events, columns) in enumerate(self._shard_batches(rng)):
             if index >= self._num_batches:
                 return
             filler = {c: v[:1] for c, v in columns.items()}
@@ -296,25 +314,52 @@ class SampleLoader:
                 continue
             if columns["user"].shape[0] < cfg.batch_size:
                 columns = _pad(columns, cfg.batch_size, filler)
-            yield build_batch(self.events, columns, cfg.max_len, columns.pop("_weight"))
-        if filler is None:  # no samples on this rank: user 0 owns no events, cutoff 0
-            filler = {
+            yield build_batch(events(), columns, cfg.max_len, columns.pop("_weight"))
+        if filler is None or cfg.shard_at_a_time:  # user 0 owns no events (cutoff 0): any
+            filler = {  # EventLog serves it, so shard_at_a_time never loads another shard
                 c: np.zeros(1, dtype=np.float32 if c == "label" else np.int64) for c in _COLUMNS
             }
+        if cfg.shard_at_a_time and index < 0:
+            events = lambda: self.dataset.read_events(self.shards[:1])  # noqa: E731
         for pad_index in range(index + 1, self._num_batches):
             if pad_index % workers == worker:
                 empty = {c: v[:0] for c, v in filler.items()}
                 empty["_weight"] = np.zeros(0, dtype=np.float32)
                 columns = _pad(empty, cfg.batch_size, filler)
-                yield build_batch(self.events, columns, cfg.max_len, columns.pop("_weight"))
+                yield build_batch(events(), columns, cfg.max_len, columns.pop("_weight"))
 
-    def _local_batches(self, rng: np.random.Generator) -> Iterator[dict[str, np.ndarray]]:
-        """Sample columns of this rank's batches from its shard files (row groups shuffled,
-        rows shuffled within a buffer), the last one possibly short."""
+    def _shard_batches(
+        self, rng: np.random.Generator
+    ) -> Iterator[tuple[Callable[[], EventLog], dict[str, np.ndarray]]]:
+        """(events of the batch's users, sample columns) of this rank's batches: over all its
+        shards at once, or (``shard_at_a_time``) shard by shard, loading each shard's events
+        only when a batch of this worker needs them and releasing them after the shard."""
+        if not self.config.shard_at_a_time:
+            for columns in self._local_batches(rng, self._shard_files):
+                yield (lambda: self.events), columns
+            return
+        order = list(range(len(self.shards)))
+        if self.config.shuffle:
+            order = rng.permutation(len(order)).tolist()
+        for i in order:
+            shard = self.shards[i]
+            self._events = None
+
+            def events(shard: int = shard) -> EventLog:
+                if self._events is None:
+                    self._events = self.dataset.read_events([shard])
+                return self._events
+
+            for columns in self._local_batches(rng, [self._shard_files[i]]):
+                yield events, columns
+
+    def _local_batches(
+        self, rng: np.random.Generator, files: list[Path]
+    ) -> Iterator[dict[str, np.ndarray]]:
+        """Sample columns of batches from shard sample ``files`` (row groups shuffled, rows
+        shuffled within a buffer), the last one possibly short."""
         groups = [
-            (path, g)
-            for path in self._shard_files
-            for g in range(pq.ParquetFile(path).metadata.num_row_groups)
+            (path, g) for path in files for g in range(pq.ParquetFile(path).metadata.num_row_groups)
         ]
         if self.config.shuffle:
             groups = [groups[i] for i in rng.permutation(len(groups))]

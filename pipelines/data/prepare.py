@@ -58,15 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     e = p.add_argument_group("engine (generic --events path; see docs/data.md)")
     e.add_argument(
         "--engine",
-        choices=("pandas", "duckdb"),
+        choices=("pandas", "duckdb", "spark"),
         default="pandas",
-        help="pandas: in memory (reference); duckdb: out of core, --events may be a directory",
+        help="pandas: in memory (reference); duckdb: out of core; spark: on a Spark cluster "
+        "(both: --events may be a directory)",
     )
     e.add_argument("--memory-limit", default="2GB", help="duckdb memory_limit (spills beyond)")
     e.add_argument("--threads", type=int, default=2, help="duckdb worker threads")
     e.add_argument(
         "--temp-dir", type=Path, default=None, help="duckdb spill dir (default: beside --out)"
     )
+    e.add_argument("--spark-master", default="local[2]", help="spark master URL")
+    e.add_argument("--driver-memory", default="2g", help="spark.driver.memory")
     s = p.add_argument_group("synthetic")
     s.add_argument("--users", type=int, default=200)
     s.add_argument("--mean-length", type=int, default=1000)
@@ -102,14 +105,14 @@ def prepare(args: argparse.Namespace) -> dict:
         )
         write_synthetic_dataset(args.out, config)
         return json.loads((args.out / "manifest.json").read_text())
-    if args.engine == "duckdb" and args.events is None:
-        raise ValueError("--engine duckdb supports the generic --events path only")
+    if args.engine != "pandas" and args.events is None:
+        raise ValueError(f"--engine {args.engine} supports the generic --events path only")
     if args.events is not None:
         from pipelines.data.ingest import parse_mapping, read_generic
 
         if not args.label:
             raise ValueError("--label is required with --events")
-        if args.engine == "duckdb":
+        if args.engine != "pandas":
             from pipelines.data.outofcore import DuckConfig, GenericSpec, prepare_duckdb
 
             spec = GenericSpec(
@@ -121,6 +124,13 @@ def prepare(args: argparse.Namespace) -> dict:
                 numeric=_split(args.numeric),
                 sep=args.sep,
             )
+            if args.engine == "spark":
+                from pipelines.data.spark_prepare import SparkConfig, prepare_spark
+
+                sconf = SparkConfig(
+                    args.spark_master, args.driver_memory, temp_directory=args.temp_dir
+                )
+                return prepare_spark(spec, args.out, sconf, seed=args.seed, num_shards=args.shards)
             config = DuckConfig(args.memory_limit, args.threads, args.temp_dir)
             return prepare_duckdb(spec, args.out, config, seed=args.seed)
         raw = read_generic(
@@ -186,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     try:
         manifest = prepare(args)
-        if args.shards:
+        if args.shards and "shards" not in manifest:  # spark writes its shards itself
             from pipelines.data.shards import write_shards
 
             manifest["shards"] = write_shards(args.out, args.shards)

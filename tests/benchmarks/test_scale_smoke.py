@@ -1,5 +1,6 @@
 """`python -m benchmarks.scale --smoke`: writes a chunked synthetic log, prepares it out of core,
-shards it and reads it with two user-sharded loader ranks; the JSON and the plot are written."""
+shards it and reads it with two user-sharded loader ranks (one shard held at a time, and
+all of the rank's shards); the JSON and the plot are written."""
 
 from __future__ import annotations
 
@@ -30,7 +31,10 @@ def test_smoke_run_writes_results(tmp_path: Path) -> None:
     assert (tmp_path / "scale-smoke.png").stat().st_size > 0
     for row in results["results"]:
         assert row["prepare"]["code"] == 0
-        held = [rank["events_held"] for rank in row["loader"]]
+        held = [rank["events_held"] for rank in row["loader_rank"]]  # all of a rank's shards
         assert sum(held) == row["events"] and all(0 < h < row["events"] for h in held)
-        assert all(rank["samples_per_s"] > 0 for rank in row["loader"])
+        one = [rank["events_held"] for rank in row["loader"]]  # shard_at_a_time: one shard
+        assert all(0 < h < full for h, full in zip(one, held, strict=True)), (one, held)
+        assert row["shards"] == 4 and all(r["mode"] == "shard" for r in row["loader"])
+        assert all(rank["samples_per_s"] > 0 for rank in row["loader"] + row["loader_rank"])
     assert "not_run" in results["targets"]  # no 100M size in the smoke run

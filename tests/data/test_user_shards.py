@@ -97,23 +97,67 @@ def test_a_rank_holds_only_its_share_and_builds_the_same_histories(sharded: Path
             seen.update(keys)
             for u, _, _ in keys:
                 assert shard_of(np.array([u]), SHARDS)[0] in mine
-            # the same samples through the whole log give the same histories
-            n = batch.batch_size
-            samples = {
-                "user": batch.users.values().numpy(),
-                "item": batch.items.values()[:n].numpy(),
-                "category": batch.item_ids[1, :n].numpy(),
-                "ts": batch.timestamps.numpy(),
-                "label": batch.labels.numpy(),
-                "cutoff": _cutoffs(full, batch),
-            }
-            again = build_batch(full, samples, 7, batch.weights.numpy())
-            assert batch.history_lengths.tolist() == again.history_lengths.tolist()
-            assert torch.equal(batch.item_ids, again.item_ids)  # items, categories, behaviors
-            assert torch.equal(batch.history_numeric, again.history_numeric)
-            assert batch.history_age.tolist() == again.history_age.tolist()
+            _assert_whole_log_histories(full, batch, 7)
     assert counts[0] == counts[1] == len(SampleLoader(sharded, "train", config, 0, 2))
     assert seen == _all_keys(sharded)
+
+
+def _assert_whole_log_histories(full, batch, max_len: int) -> None:  # noqa: ANN001
+    """The same samples built from the whole log give the same histories."""
+    n = batch.batch_size
+    samples = {
+        "user": batch.users.values().numpy(),
+        "item": batch.items.values()[:n].numpy(),
+        "category": batch.item_ids[1, :n].numpy(),
+        "ts": batch.timestamps.numpy(),
+        "label": batch.labels.numpy(),
+        "cutoff": _cutoffs(full, batch),
+    }
+    again = build_batch(full, samples, max_len, batch.weights.numpy())
+    assert batch.history_lengths.tolist() == again.history_lengths.tolist()
+    assert torch.equal(batch.item_ids, again.item_ids)  # items, categories, behaviors
+    assert torch.equal(batch.history_numeric, again.history_numeric)
+    assert batch.history_age.tolist() == again.history_age.tolist()
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_shard_at_a_time_holds_one_shard_and_sees_every_sample_once(
+    sharded: Path, drop_last: bool
+) -> None:
+    dataset = PreparedDataset.open(sharded)
+    full, entry = dataset.read_events(), dataset.manifest["shards"]
+    config = LoaderConfig(
+        batch_size=16, max_len=7, seed=5, drop_last=drop_last, user_shards=True,
+        shard_at_a_time=True,
+    )  # fmt: skip
+    cut = (lambda n: n // 16) if drop_last else (lambda n: -(-n // 16))
+    per_rank = [
+        sum(cut(entry["samples"]["train"][k]) for k in shards_of_rank(SHARDS, r, 2))
+        for r in range(2)
+    ]
+    seen, counts = Counter(), []
+    for rank in range(2):
+        loader = SampleLoader(sharded, "train", config, rank=rank, world_size=2)
+        held = {entry["events"][k] for k in shards_of_rank(SHARDS, rank, 2)}
+        counts.append(0)
+        for batch in loader:
+            counts[-1] += 1
+            keys = _keys(batch)
+            if keys:  # a real batch: one shard's users, and only that shard's events held
+                assert len(set(shard_of(np.array([u for u, _, _ in keys]), SHARDS))) == 1
+                assert loader._events is not None and loader._events.item.shape[0] in held
+            if drop_last:
+                assert float(batch.weights.min()) == 1.0
+            seen.update(keys)
+            _assert_whole_log_histories(full, batch, 7)
+    want = min(per_rank) if drop_last else max(per_rank)
+    assert counts == [want, want] == [len(SampleLoader(sharded, "train", config, 0, 2))] * 2
+    if not drop_last:
+        assert seen == _all_keys(sharded)  # every sample exactly once
+    else:
+        assert sum(seen.values()) == 16 * want * 2 and max(seen.values()) == 1
+    with pytest.raises(ValueError, match="needs user_shards"):
+        LoaderConfig(shard_at_a_time=True)
 
 
 def _cutoffs(events, batch) -> np.ndarray:  # noqa: ANN001
