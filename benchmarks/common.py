@@ -18,7 +18,6 @@ import json
 import math
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -28,16 +27,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pipelines.train.memory import peak_rss_mib as _peak_rss_mib
 from pipelines.train.provenance import git_state, utc_now
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
-MIB = 1024.0  # ru_maxrss is in KiB on Linux
 
 
 def peak_rss_mib() -> float:
-    """Peak resident set size of this process so far, in MiB."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / MIB, 1)
+    """Peak resident set size of this process so far, in MiB (VmHWM: not the parent's)."""
+    return round(_peak_rss_mib(), 1)
 
 
 def time_runs(step: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]:

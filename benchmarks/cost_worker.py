@@ -19,7 +19,7 @@
   an unsharded copy, eval mode): the history looked up once, the encoder's
   ``forward_candidates`` (DMGIN: its cached user state; the others: C copies of the history),
   the over-arch;
-* memory: RSS after the inputs exist, peak RSS (``ru_maxrss``) after training and at the end;
+* memory: RSS after the inputs exist, peak RSS (``VmHWM``) after training and at the end;
   the process is fresh, so the peak is this model's; and, exactly, the bytes the encoder's
   forward keeps for backward (storages of saved tensors, the inputs' own excluded): the
   activation memory of the sequence model itself, apart from the L looked-up embeddings every

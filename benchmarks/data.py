@@ -1,6 +1,6 @@
 """Data benchmark: prepare time of a real log, SampleLoader throughput and peak memory.
 
-Configurations, each run in a fresh subprocess so its peak RSS (``ru_maxrss``) is its own:
+Configurations, each run in a fresh subprocess so its peak RSS (``VmHWM``) is its own:
 
 * ``prepare``: ``python -m pipelines.prepare --dataset movielens-1m-u2999`` (named adapter,
   min over ``--repeats`` runs);
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -34,15 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.console import parse_cli, progress
+from pipelines.train.memory import peak_rss_mib as _peak_rss_mib
 
 RESULTS = Path(__file__).resolve().parent / "results" / "data.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-MIB = 1024.0  # ru_maxrss is in KiB on Linux
 
 
 def peak_rss_mib() -> float:
-    """Peak resident set size of this process so far, in MiB."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / MIB, 1)
+    """Peak resident set size of this process so far, in MiB (VmHWM: not the parent's)."""
+    return round(_peak_rss_mib(), 1)
 
 
 # -- children: one configuration each ---------------------------------------------------------
@@ -241,7 +240,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "settings": {**vars(args), "output": str(args.output), "data_root": str(data_root)},
         "machine": platform.platform(),
         "python": platform.python_version(),
-        "note": "each configuration in a fresh subprocess; peak RSS = ru_maxrss of that process "
+        "note": "each configuration in a fresh subprocess; peak RSS = VmHWM of that process "
         "(imports included, see rss_after_imports_mib); shared 2-core machine, timings are noisy",
     }
     del result["settings"]["child"]

@@ -8,7 +8,8 @@ For each size in ``--events`` (default 1M, 3M, 10M; add 100M and 1B where disk a
    timestamp per event), so generating it never holds the log in memory;
 2. ``python -m pipelines.prepare --engine duckdb`` prepares it in a fresh process (the generic
    ``--events/--map`` path, label ``r>=4``, ``--memory-limit``, ``--threads``): wall seconds,
-   events per second and the child's peak RSS (``ru_maxrss``);
+   events per second and the child's peak RSS (``VmHWM``: ``ru_maxrss`` would inherit the
+   parent's across exec);
 3. ``python -m pipelines.data.shards`` writes user
    shards (S = events / ``--events-per-shard`` unless ``--shards``), and for every size a 2-rank
    loader (``loader.user_shards``) reads its train split at ``max_len = --max-len``: per rank, in
@@ -81,17 +82,19 @@ def write_log(out: Path, events: int, per_user: int, chunk: int, seed: int) -> d
 
 
 CHILD_PREPARE = """
-import json, resource, sys, time
+import json, sys, time
 from pipelines.data.prepare import main
+from pipelines.train.memory import peak_rss_mib
 started = time.perf_counter()
 code = main(sys.argv[1:])
 print(json.dumps({"code": code, "seconds": time.perf_counter() - started,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mib": peak_rss_mib()}))
 """
 
 CHILD_LOADER = """
-import json, resource, sys, time
+import json, sys, time
 from pipelines.data.loader import LoaderConfig, SampleLoader
+from pipelines.train.memory import peak_rss_mib
 root, rank, batches, batch, max_len = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 one_shard = sys.argv[6] == "shard"
 config = LoaderConfig(batch_size=batch, max_len=max_len, user_shards=True, seed=0,
@@ -99,7 +102,7 @@ config = LoaderConfig(batch_size=batch, max_len=max_len, user_shards=True, seed=
 loader = SampleLoader(root, "train", config, rank=rank, world_size=2)
 if not one_shard:
     _ = loader.events
-after_events = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+after_events = peak_rss_mib()
 samples = rows = 0
 started = time.perf_counter()
 for i, b in enumerate(loader):
@@ -113,7 +116,7 @@ print(json.dumps({"mode": sys.argv[6], "samples_per_s": samples / seconds,
                   "history_rows_per_s": rows / seconds, "batches": min(batches, len(loader)),
                   "events_held": int(held.item.shape[0]) if held is not None else 0,
                   "rss_after_events_mib": after_events,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mib": peak_rss_mib()}))
 """
 
 

@@ -32,6 +32,14 @@ import time
 from pathlib import Path
 
 
+def _peak_rss_mib() -> float:
+    """VmHWM (this process's own peak; ru_maxrss would inherit the parent's across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def _feature_cols(vocab: dict) -> list[dict]:
     def meta(name: str) -> dict:
         return {"name": name, "active": True, "dtype": "int", "type": "meta", "remap": False}
@@ -178,7 +186,7 @@ def main(spec_path: str) -> int:
         "train_samples_per_epoch": samples,
         "test_seconds": test_seconds,
         "own_test_metrics": {k: float(v) for k, v in own.items()},
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_rss_mib": _peak_rss_mib(),
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "fuxictr_version": importlib.import_module("fuxictr.version").__version__,
         "torch_version": importlib.import_module("torch").__version__,

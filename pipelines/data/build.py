@@ -174,6 +174,9 @@ def write_prepared(raw: RawLog, out_dir: str | os.PathLike[str], seed: int = 0) 
             raw.events_path, "item", f"sample {row + 1}: candidate item not in the items file"
         )
     s_user = users.get_indexer(samples_raw["user_raw"]) + 1
+    if (s_user == 0).any():  # never a silent user 0: a sample needs its user's history
+        row = int(np.flatnonzero(s_user == 0)[0])
+        raise DataError(raw.events_path, "user", f"sample {row + 1}: user has no events")
     samples = pd.DataFrame(
         {
             "user": s_user.astype(np.int64),

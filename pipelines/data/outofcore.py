@@ -92,7 +92,8 @@ def prepare_duckdb(
         cat_in_items = spec.mapping.get("category") in item_columns
         behaviors = checked_events(con, events_in, spec.mapping, rule, spec.numeric, cat_in_items)
         checked_items(con, items_in, item_columns, spec.mapping, spec.item_text)
-        manifest = _build(con, spec, rule, behaviors, seed)
+        meta = BuildMeta(str(rule), behaviors, list(spec.numeric), list(spec.item_text))
+        manifest = build_tables(con, meta, seed)
         manifest["source"] = {
             "files": [str(spec.events)] + ([str(spec.items)] if spec.items else []),
             "map": spec.mapping,
@@ -100,7 +101,7 @@ def prepare_duckdb(
         manifest["dataset"] = Path(spec.events).stem
 
         def write(tmp: Path) -> None:
-            _write(con, tmp, spec, manifest)
+            write_tables(con, tmp, meta, manifest)
             manifest["prepare_seconds"] = round(time.time() - started, 3)
             write_json(tmp / "manifest.json", manifest)
 
@@ -113,27 +114,63 @@ def prepare_duckdb(
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _build(con: Any, spec: GenericSpec, rule: LabelRule, behaviors: list[str], seed: int) -> dict:
-    """Index users, join items, compute cutoffs and splits as DuckDB tables."""
+@dataclass
+class BuildMeta:
+    """What the tables carry besides the rows (for the manifest and the written columns).
+
+    Attributes:
+        label_rule, behaviors: as in the manifest.
+        numeric, text, side: numeric event fields, item text fields, item side fields.
+        separate_samples: the samples are table ``sraw`` (``sord``, ``user_raw``, ``item_raw``,
+            ``ts``, ``label``) instead of every event with its ``label``.
+    """
+
+    label_rule: str
+    behaviors: list[str]
+    numeric: list[str] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    side: list[str] = field(default_factory=list)
+    separate_samples: bool = False
+
+
+def build_tables(con: Any, meta: BuildMeta, seed: int) -> dict:
+    """Index users, join items, compute cutoffs and splits as DuckDB tables (from ``ev`` and
+    ``items``, plus ``sraw`` with ``separate_samples``); returns the manifest."""
     con.execute(
         "CREATE TABLE users AS SELECT row_number() OVER (ORDER BY first) AS user, user_raw "
         "FROM (SELECT user_raw, min(ord) AS first FROM ev GROUP BY user_raw)"
     )
-    nums = "".join(f", e.{_q('n_' + c)} AS {_q(NUMERIC_PREFIX + c)}" for c in spec.numeric)
+    nums = "".join(f", e.{_q('n_' + c)} AS {_q(NUMERIC_PREFIX + c)}" for c in meta.numeric)
+    label = "NULL::FLOAT" if meta.separate_samples else "e.label"
     con.execute(
-        "CREATE TABLE ev2 AS SELECT u.user, i.item, i.category, e.ts, e.behavior, e.label, e.ord"
-        f"{nums} FROM ev e JOIN users u USING (user_raw) JOIN items i USING (item_raw)"
+        f"CREATE TABLE ev2 AS SELECT u.user, i.item, i.category, e.ts, e.behavior, {label} AS label, "
+        f"e.ord{nums} FROM ev e JOIN users u USING (user_raw) JOIN items i USING (item_raw)"
     )
-    # cutoff = events of the user strictly before ts = rank - 1; split over distinct (user, ts)
+    if meta.separate_samples:
+        # cutoff = the user's events strictly before the sample's ts (ts are whole seconds)
+        con.execute(
+            "CREATE TABLE sbase AS SELECT user, item, category, ts, label, ord, cutoff FROM ("
+            "SELECT *, CAST(coalesce(sum(is_ev) OVER (PARTITION BY user ORDER BY ts RANGE "
+            "BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS BIGINT) AS cutoff FROM ("
+            "SELECT user, NULL::BIGINT AS item, NULL::BIGINT AS category, ts, NULL::FLOAT AS label, "
+            "NULL::BIGINT AS ord, 1 AS is_ev FROM ev2 UNION ALL "
+            "SELECT u.user, i.item, i.category, s.ts, s.label, s.sord, 0 FROM sraw s "
+            "JOIN users u USING (user_raw) JOIN items i USING (item_raw))) WHERE is_ev = 0"
+        )
+    else:  # every event is a sample: cutoff = rank - 1 among the user's events by ts
+        con.execute(
+            "CREATE TABLE sbase AS SELECT user, item, category, ts, label, ord, "
+            "rank() OVER (PARTITION BY user ORDER BY ts) - 1 AS cutoff FROM ev2"
+        )
+    # split over the user's distinct sample timestamps
     con.execute(
         "CREATE TABLE samp AS SELECT user, item, category, ts, label, ord, cutoff, "
         "CASE WHEN n >= 3 AND k >= n - nt THEN 'test' "
         "WHEN n >= 3 AND k >= n - nt - nv THEN 'valid' ELSE 'train' END AS split FROM ("
         "SELECT *, greatest(1, round_even(0.1 * n, 0)) AS nt, greatest(1, round_even(0.1 * n, 0)) AS nv "
-        "FROM (SELECT user, item, category, ts, label, ord, "
-        "rank() OVER w - 1 AS cutoff, dense_rank() OVER w - 1 AS k, "
+        "FROM (SELECT *, dense_rank() OVER w - 1 AS k, "
         "count(DISTINCT ts) OVER (PARTITION BY user) AS n "
-        "FROM ev2 WINDOW w AS (PARTITION BY user ORDER BY ts)))"
+        "FROM sbase WINDOW w AS (PARTITION BY user ORDER BY ts)))"
     )
     one = lambda sql: con.execute(sql).fetchone()  # noqa: E731
     n_events, n_items_used, n_cats_used = one(
@@ -144,6 +181,7 @@ def _build(con: Any, spec: GenericSpec, rule: LabelRule, behaviors: list[str], s
         "(SELECT count(*) AS c FROM ev2 GROUP BY user)"
     )
     n_users = one("SELECT count(*) FROM users")[0]
+    n_samples = one("SELECT count(*) FROM samp")[0]
     n_catalogue, n_categories = one("SELECT count(*), max(category) FROM items")
     splits = {}
     for name in ("train", "valid", "test"):
@@ -162,18 +200,18 @@ def _build(con: Any, spec: GenericSpec, rule: LabelRule, behaviors: list[str], s
     return {
         "version": MANIFEST_VERSION,
         "engine": "duckdb",
-        "label_rule": str(rule),
+        "label_rule": meta.label_rule,
         "split_rule": SPLIT_RULE,
         "seed": seed,
-        "numeric_fields": list(spec.numeric),
-        "text_fields": list(spec.item_text),
-        "item_side_fields": [],
-        "behaviors": behaviors,
+        "numeric_fields": list(meta.numeric),
+        "text_fields": list(meta.text),
+        "item_side_fields": list(meta.side),
+        "behaviors": list(meta.behaviors),
         "vocab": {
             "users": int(n_users) + 1,
             "items": int(n_catalogue) + 1,
             "categories": int(n_categories) + 1,
-            "behaviors": len(behaviors) + 1,
+            "behaviors": len(meta.behaviors) + 1,
         },
         "counts": {
             "events": int(n_events),
@@ -181,7 +219,7 @@ def _build(con: Any, spec: GenericSpec, rule: LabelRule, behaviors: list[str], s
             "items": int(n_items_used),
             "catalogue_items": int(n_catalogue),
             "categories": int(n_cats_used),
-            "samples": int(n_events),
+            "samples": int(n_samples),
             "history_mean": float(mean),
             "history_median": float(median),
             "history_max": int(longest),
@@ -195,19 +233,21 @@ def _copy(con: Any, query: str, path: Path, row_group: int | None = None) -> Non
     con.execute(f"COPY ({query}) TO '{path}' (FORMAT parquet{extra})")
 
 
-def _write(con: Any, tmp: Path, spec: GenericSpec, manifest: dict) -> None:
+def write_tables(con: Any, tmp: Path, meta: BuildMeta, manifest: dict) -> None:
+    """Stream the tables of :func:`build_tables` into the prepared layout under ``tmp``."""
     import pyarrow.parquet as pq
 
-    nums = "".join(f", {_q(NUMERIC_PREFIX + c)}" for c in spec.numeric)
+    nums = "".join(f", {_q(NUMERIC_PREFIX + c)}" for c in meta.numeric)
     _copy(
         con,
         f"SELECT user, item, category, ts, behavior{nums} FROM ev2 ORDER BY user, ts, ord",
         tmp / "events.parquet",
     )
-    text = "".join(f", {_q('t_' + c)} AS {_q(c)}" for c in spec.item_text)
+    text = "".join(f", {_q('t_' + c)} AS {_q(c)}" for c in meta.text)
+    side = "".join(f", {_q('s_' + c)} AS {_q(c)}" for c in meta.side)
     _copy(
         con,
-        f"SELECT item, item_raw, category, category_raw{text} FROM items ORDER BY item",
+        f"SELECT item, item_raw, category, category_raw{side}{text} FROM items ORDER BY item",
         tmp / "items.parquet",
     )
     _copy(con, "SELECT user, user_raw FROM users ORDER BY user", tmp / "users.parquet")

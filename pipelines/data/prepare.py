@@ -105,8 +105,8 @@ def prepare(args: argparse.Namespace) -> dict:
         )
         write_synthetic_dataset(args.out, config)
         return json.loads((args.out / "manifest.json").read_text())
-    if args.engine != "pandas" and args.events is None:
-        raise ValueError(f"--engine {args.engine} supports the generic --events path only")
+    if args.engine == "spark" and args.events is None:
+        raise ValueError("--engine spark supports the generic --events path only")
     if args.events is not None:
         from pipelines.data.ingest import parse_mapping, read_generic
 
@@ -163,7 +163,14 @@ def prepare(args: argparse.Namespace) -> dict:
             print(f"[prepare] recbole fallback failed ({err}); using the synthetic generator")
             args.synthetic = True
             return prepare(args)
-    return write_prepared(ADAPTERS[name](root, args.seed), args.out, seed=args.seed)
+    raw = ADAPTERS[name](root, args.seed)
+    if args.engine == "duckdb":  # the adapter's rules in pandas, the rest on DuckDB
+        from pipelines.data.outofcore import DuckConfig
+        from pipelines.data.outofcore_staged import prepare_duckdb_raw
+
+        config = DuckConfig(args.memory_limit, args.threads, args.temp_dir)
+        return prepare_duckdb_raw(raw, args.out, config, seed=args.seed)
+    return write_prepared(raw, args.out, seed=args.seed)
 
 
 def summary(manifest: dict, out: Path, seconds: float) -> str:

@@ -3,5 +3,5 @@ dataclass config (:mod:`~pipelines.train.config`), model construction and shardi
 (:mod:`~pipelines.train.model_setup`, :mod:`~pipelines.train.model_wrapper`), DCP checkpoints
 (:mod:`~pipelines.train.checkpoint`), the lookup plan (:mod:`~pipelines.train.lookup_plan`),
 process groups (:mod:`~pipelines.train.distributed`) and run provenance
-(:mod:`~pipelines.train.provenance`). Importing the package imports none of them.
+(:mod:`~pipelines.train.provenance`), peak memory (:mod:`~pipelines.train.memory`). Importing the package imports none of them.
 """

@@ -20,7 +20,6 @@ import argparse
 import itertools
 import json
 import random
-import resource
 import sys
 import time
 from dataclasses import asdict
@@ -49,6 +48,7 @@ from pipelines.train.checkpoint import (
 from pipelines.train.config import ConfigError, ExperimentConfig, load_config, to_dict
 from pipelines.train.distributed import DistributedContext, init_distributed, shutdown
 from pipelines.train.lookup_plan import LookupPlanner
+from pipelines.train.memory import peak_rss_mib as _peak_rss_mib
 from pipelines.train.model_setup import build_model, shard_model
 from pipelines.train.schedule import LrSchedule, LrScheduler
 from pipelines.train.selection import Selection
@@ -104,7 +104,7 @@ class MetricsLog:
 
 
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return _peak_rss_mib()
 
 
 def _lr_schedule(config: ExperimentConfig, steps_per_epoch: int) -> LrSchedule:
