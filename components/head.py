@@ -19,8 +19,13 @@ from components.layers.attention_dropout import set_attention_dropout
 from components.layers.mlp import MLP
 from components.layers.numeric import NumericScaler
 from components.model_config import ModelConfig, ModelOutput, Vocab
-from components.ops.jagged import lengths_to_offsets
+from components.ops.jagged import lengths_to_offsets, segment_ids
 from components.ops.symbolic import tracing
+
+# ops imported by name are FX leaves only where this module registers them (torch.fx.wrap
+# patches the calling module's globals): the encoder then traces symbolically, op calls as nodes
+torch.fx.wrap("lengths_to_offsets")
+torch.fx.wrap("segment_ids")
 
 
 class SequenceHead(nn.Module):
@@ -341,6 +346,9 @@ def split_item_side(item_kt: KeyedTensor) -> tuple[torch.Tensor, torch.Tensor]:
     return item_side, behavior
 
 
+torch.fx.wrap("split_item_side")  # a leaf under FX symbolic tracing: it reads the KT's keys
+
+
 def _embeddings(
     item_kt: KeyedTensor, k: int, history_rows: torch.Tensor | None, n: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -358,7 +366,9 @@ def _embeddings(
         return query_emb, history_emb, history_behavior_emb, None
     r = history_rows.numel()
     embedding_rows = torch.full((n,), r, dtype=torch.int64, device=history_rows.device)
-    embedding_rows[history_rows] = torch.arange(r, device=history_rows.device)
+    embedding_rows = embedding_rows.index_put(  # not item assignment: FX records this
+        (history_rows,), torch.arange(r, device=history_rows.device)
+    )
     return (
         query_emb,
         F.pad(history_emb, (0, 0, 0, 1)),  # + the zero row
@@ -384,16 +394,16 @@ def groups_of_items(item_to_group: torch.Tensor, items: torch.Tensor) -> torch.T
     return item_to_group[items]
 
 
+torch.fx.wrap("groups_of_items")  # its check reads the ids' range
+
+
 def _numeric_summary(history: History) -> torch.Tensor:
     """``[B, F + 1]``: mean of each numeric field over the history, and log1p(length)."""
     b = history.lengths.shape[0]
-    segment = torch.repeat_interleave(
-        torch.arange(b, device=history.lengths.device),
-        history.lengths,
-        output_size=history.numeric.shape[0],
-    )
-    sums = torch.zeros(b, history.numeric.shape[1], device=history.numeric.device)
-    sums.index_add_(0, segment, history.numeric)
+    segment = segment_ids(history.offsets, history.numeric.shape[0])
+    # new_zeros, not torch.zeros: FX records a method of a traced tensor, not a size argument
+    sums = history.numeric.new_zeros((b, history.numeric.shape[1]), dtype=torch.float32)
+    sums.index_add_(0, segment, history.numeric.float())
     lengths = history.lengths.to(sums.dtype).unsqueeze(1)
     means = sums / lengths.clamp_min(1.0)
     return torch.cat([means, torch.log1p(lengths)], dim=1)

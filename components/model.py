@@ -28,6 +28,7 @@ from torchrec import (
 
 from components.head import ITEM_SIDE_KEYS, SequenceHead, split_item_side
 from components.model_config import GROUP_KEYS, ModelConfig, ModelOutput, Vocab
+from components.ops.symbolic import fx_tracing
 
 __all__ = [
     "GROUP_KEYS",
@@ -118,10 +119,18 @@ class LifelongCTRModel(nn.Module):
         super().__init__()
         self.user_ebc, self.item_ebc = sparse_arch(config, vocab, device)
         self.head = SequenceHead(config, vocab, item_to_group, content_embeddings, numeric_scaling)
+        #: under FX symbolic tracing ``batch.history_rows`` is a Proxy, never None: when the
+        #: head is traced too, :func:`components.tracing.trace_model` fixes the path with this
+        #: (False: no lookup plan, True: with one; None: pass the attribute through, as a
+        #: leaf head needs)
+        self.fx_lookup_plan: bool | None = None
 
     def forward(self, batch: Any) -> ModelOutput:
         user_kt = self.user_ebc(batch.users)
         item_kt = self.item_ebc(batch.items)
+        rows = batch.history_rows
+        if self.fx_lookup_plan is False and fx_tracing():
+            rows = None
         return self.head(
             user_kt,
             item_kt,
@@ -129,7 +138,7 @@ class LifelongCTRModel(nn.Module):
             batch.history_lengths,
             batch.history_age,
             batch.history_numeric,
-            batch.history_rows,
+            rows,
         )
 
     @torch.no_grad()

@@ -20,6 +20,10 @@ from torch import nn
 
 from components.ops.jagged import lengths_to_offsets, repeat_segments
 
+# ops imported by name are FX leaves only where this module registers them (torch.fx.wrap
+# patches the calling module's globals): the encoder then traces symbolically, op calls as nodes
+torch.fx.wrap("lengths_to_offsets")
+
 
 @dataclass(frozen=True)
 class EncoderSpec:
@@ -108,6 +112,9 @@ def embedding_index(embedding_rows: torch.Tensor | None, index: torch.Tensor) ->
     if embedding_rows.numel() == 0:  # no behaviors: every slot is masked
         return torch.zeros_like(index)
     return embedding_rows[index.clamp(0, embedding_rows.numel() - 1)]
+
+
+torch.fx.wrap("embedding_index")  # branches on the number of looked-up rows
 
 
 #: the group id that is no group: an item missing from the ``item -> group`` table (content

@@ -29,7 +29,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import components.ops as ops
 from components.encoders.base import (
     EncoderSpec,
     History,
@@ -39,7 +38,12 @@ from components.encoders.base import (
 )
 from components.layers.attention_dropout import AttentionDropout
 from components.layers.mlp import MLP
+from components.ops import jagged
+from components.ops.retrieval import topk_by_score
 from components.ops.symbolic import tracing, value_max
+
+# an op imported by name is an FX leaf only where this module registers it (torch.fx.wrap)
+torch.fx.wrap("topk_by_score")
 
 
 @dataclass
@@ -99,9 +103,9 @@ def content_similarity(
         query = F.normalize(table[query_ids], dim=-1)  # [B, d]
         if tracing():  # one chunk: a loop over a symbolic N would fix N to the example's
             rows = table[history_ids]
-            dots = (rows * query[ops.segment_ids(offsets, history_ids.numel())]).sum(dim=-1)
+            dots = (rows * query[jagged.segment_ids(offsets, history_ids.numel())]).sum(dim=-1)
             return dots / rows.norm(dim=-1).clamp_min(1e-12)
-        segment = ops.segment_ids(offsets, history_ids.numel())  # [N]
+        segment = jagged.segment_ids(offsets, history_ids.numel())  # [N]
         out = torch.empty(history_ids.numel(), dtype=table.dtype, device=table.device)
         for start in range(0, history_ids.numel(), chunk):
             rows = table[history_ids[start : start + chunk]]  # [chunk, d]
@@ -149,6 +153,9 @@ def masked_topk(
     return torch.where(mask, rows.gather(1, arg), 0), mask
 
 
+torch.fx.wrap("masked_topk")  # k and the lengths size its output
+
+
 def masked_topk_reference(scores: torch.Tensor, offsets: torch.Tensor, k: int) -> list[list[int]]:
     """Per-sample sort twin of :func:`masked_topk`: the kept global rows of each sample."""
     out = []
@@ -160,10 +167,10 @@ def masked_topk_reference(scores: torch.Tensor, offsets: torch.Tensor, k: int) -
 
 
 def _select_topk(scores: torch.Tensor, offsets: torch.Tensor, k: int | None):
-    """The shared op ``components.ops.topk_by_score`` when it exists, else :func:`masked_topk`."""
-    shared = getattr(ops, "topk_by_score", None)
-    if k is not None and shared is not None:
-        return shared(scores, offsets, k)
+    """The shared op :func:`components.ops.retrieval.topk_by_score`, or :func:`masked_topk`
+    over every behavior when ``k`` is None."""
+    if k is not None:
+        return topk_by_score(scores, offsets, k)
     return masked_topk(scores, offsets, k)
 
 
@@ -185,7 +192,7 @@ class SimilarityHistogram(nn.Module):
 
     def counts(self, similarity: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``[N], [B] -> [B, num_bins]`` float counts."""
-        segment = ops.segment_ids(ops.lengths_to_offsets(lengths), similarity.numel())
+        segment = jagged.segment_ids(jagged.lengths_to_offsets(lengths), similarity.numel())
         bins = ((similarity + 1.0) * (self.num_bins / 2.0)).floor().long()
         bins = bins.clamp(0, self.num_bins - 1)
         counts = torch.zeros(lengths.numel() * self.num_bins, device=similarity.device)
@@ -280,6 +287,7 @@ class CiUBM(SequenceEncoder):
             self.histogram = SimilarityHistogram(config.num_bins, config.bin_dim)
             parts += self.histogram.output_dim
         self.attention = None
+        self.behavior_dim = spec.behavior_dim  # static: forward never reads it off a tensor
         if config.use_attention:
             attention_dim = config.attention_dim or spec.embedding_dim
             self.attention = ContentAwareTargetAttention(
@@ -333,10 +341,10 @@ class CiUBM(SequenceEncoder):
         self._check_content()
         b, c = candidates.item_ids.shape
         flat = flatten_candidates(candidates)
-        rows, lengths = ops.repeat_segments(
+        rows, lengths = jagged.repeat_segments(
             history.offsets, c, history.item_ids.shape[0]
         )  # [C * N] pairs, user-major
-        offsets = ops.lengths_to_offsets(lengths)
+        offsets = jagged.lengths_to_offsets(lengths)
         similarity = content_similarity(
             self.content, flat.item_ids, history.item_ids[rows], offsets
         )
@@ -366,19 +374,19 @@ class CiUBM(SequenceEncoder):
         if self.histogram is not None:
             if self.config.histogram_over_topk:
                 # row-major selection keeps each sample's kept rows together
-                kept = ops.gather_padded(similarity, index, mask)
+                kept = jagged.gather_padded(similarity, index, mask)
                 parts.append(self.histogram(kept[mask], mask.sum(dim=1)))
             else:
                 parts.append(self.histogram(similarity, lengths))
         if self.attention is not None:
             keys = history.embeddings
-            if history.behavior_embeddings.shape[-1] > 0:
+            if self.behavior_dim > 0:
                 keys = torch.cat([keys, history.behavior_embeddings], dim=-1)
             key_index = index
             if history_rows is not None:  # back to rows of the one history
-                key_index = ops.gather_padded(history_rows, index, mask)
-            kept_keys = ops.gather_padded(keys, history.embedding_index(key_index), mask)
-            kept_similarity = ops.gather_padded(similarity, index, mask)
+                key_index = jagged.gather_padded(history_rows, index, mask)
+            kept_keys = jagged.gather_padded(keys, history.embedding_index(key_index), mask)
+            kept_similarity = jagged.gather_padded(similarity, index, mask)
             parts.append(self.attention(query.embeddings, kept_keys, kept_similarity, mask))
         out = torch.cat(parts, dim=-1)
         return self.output_mlp(out) if self.output_mlp is not None else out

@@ -52,6 +52,14 @@ from components.ops.grouping import (
 from components.ops.retrieval import hard_search
 from components.ops.symbolic import tracing
 
+# ops imported by name are FX leaves only where this module registers them (torch.fx.wrap
+# patches the calling module's globals): the encoder then traces symbolically, op calls as nodes
+torch.fx.wrap("hard_search")
+torch.fx.wrap("lookup_group")
+torch.fx.wrap("build_group_index")
+torch.fx.wrap("group_behaviors")
+torch.fx.wrap("embedding_index")
+
 
 @dataclass
 class DMGINConfig:
@@ -329,9 +337,9 @@ class DMGIN(SequenceEncoder):
                     history.embedding_rows,
                 )
                 slots, target = both.split([inner_index.numel(), target_index.numel()])
-                slots = slots.view(*inner_index.shape, h)
-                prefetched = (target_index, target_mask, target.view(*target_index.shape, h))
-            pooled = torch.zeros(b, g, h, device=device, dtype=dtype)
+                slots = slots.view(inner_index.shape + (h,))
+                prefetched = (target_index, target_mask, target.view(target_index.shape + (h,)))
+            pooled = history.embeddings.new_zeros((b, g, h), dtype=dtype)  # FX records it
             if tracing() or slots.shape[0]:  # traced: V = 0 runs the same ops on nothing
                 encoded = masked_mean(self.intra(slots, inner_mask), inner_mask)
                 pooled = pooled.index_put((valid,), encoded)
@@ -467,16 +475,17 @@ class DMGIN(SequenceEncoder):
         (row S: a segment with no behaviors)."""
         s, nb = index.segment_keys.numel() + 1, self.spec.num_behaviors
         # float32 sums (a bf16 running sum stops growing at 256), cast to the embeddings' dtype
-        dtype, device = torch.float32, state.embeddings.device
+        # new_zeros / new_full of a traced tensor, not torch.zeros(size): FX records those
+        dtype, like = torch.float32, state.embeddings
         seg, order = index.segment_of_sorted, index.order
-        per_type = torch.zeros(s * nb, device=device, dtype=dtype).index_add(
+        per_type = like.new_zeros((s * nb,), dtype=dtype).index_add(
             0, seg * nb + state.behavior_ids[order], torch.ones_like(seg, dtype=dtype)
         )
-        sums = torch.zeros(s, state.numeric.shape[1], device=device, dtype=dtype).index_add(
-            0, seg, state.numeric[order]
+        sums = like.new_zeros((s, state.numeric.shape[1]), dtype=dtype).index_add(
+            0, seg, state.numeric[order].to(dtype)
         )
-        newest = torch.full((s,), float("inf"), device=device, dtype=dtype).scatter_reduce(
-            0, seg, state.age[order], reduce="amin"
+        newest = like.new_full((s,), float("inf"), dtype=dtype).scatter_reduce(
+            0, seg, state.age[order].to(dtype), reduce="amin"
         )
         out = state.embeddings.dtype
         return per_type.view(s, nb).to(out), sums.to(out), newest.to(out)
@@ -511,14 +520,14 @@ class DMGIN(SequenceEncoder):
         bc, nb = count.shape[0], self.spec.num_behaviors
         dtype = same.dtype  # sums in float32: a bf16 running sum stops growing at 256
         same, count = same.to(torch.float32), count.to(torch.float32)
-        per_type = torch.zeros(bc * nb, device=same.device, dtype=same.dtype)
+        per_type = same.new_zeros((bc * nb,))
         per_type = per_type.index_add(0, segment * nb + state.behavior_ids, same)
         numeric = state.numeric
-        sums = torch.zeros(bc, numeric.shape[1], device=same.device, dtype=same.dtype)
+        sums = same.new_zeros((bc, numeric.shape[1]))
         sums = sums.index_add(0, segment, numeric * same.unsqueeze(1))
         # most recent same-group behavior = smallest age; others pushed to +inf
         age = torch.where(same > 0, state.age, torch.full_like(same, float("inf")))
-        newest = torch.full((bc,), float("inf"), device=same.device, dtype=same.dtype)
+        newest = same.new_full((bc,), float("inf"))
         newest = newest.scatter_reduce(0, segment, age, reduce="amin")
         return self._statistics_from(per_type.view(bc, nb), sums, newest, count).to(dtype)
 

@@ -24,6 +24,11 @@ from components.encoders.sim import ExactSearchUnit, SIMConfig
 from components.ops import jagged
 from components.ops.retrieval import hamming_topk, simhash_signatures
 
+# ops imported by name are FX leaves only where this module registers them (torch.fx.wrap
+# patches the calling module's globals): the encoder then traces symbolically, op calls as nodes
+torch.fx.wrap("hamming_topk")
+torch.fx.wrap("simhash_signatures")
+
 
 @dataclass
 class ETAConfig(SIMConfig):

@@ -27,6 +27,11 @@ import torch
 from components.encoders.base import EncoderSpec, History, Query, SequenceEncoder
 from components.ops.hashing import bucket_sums, simhash_codes
 
+# ops imported by name are FX leaves only where this module registers them (torch.fx.wrap
+# patches the calling module's globals): the encoder then traces symbolically, op calls as nodes
+torch.fx.wrap("simhash_codes")
+torch.fx.wrap("bucket_sums")
+
 
 @dataclass
 class SDIMConfig:

@@ -33,6 +33,13 @@ from components.ops import jagged
 from components.ops.group_index import build_group_index, lookup_group
 from components.ops.retrieval import hard_search, topk_by_score
 
+# ops imported by name are FX leaves only where this module registers them (torch.fx.wrap
+# patches the calling module's globals): the encoder then traces symbolically, op calls as nodes
+torch.fx.wrap("hard_search")
+torch.fx.wrap("topk_by_score")
+torch.fx.wrap("lookup_group")
+torch.fx.wrap("build_group_index")
+
 
 @dataclass
 class SIMConfig:
@@ -112,7 +119,8 @@ class SIMHard(SequenceEncoder):
         return hard_search(keys, history.offsets, wanted, self.config.top_k)
 
     def forward(self, query: Query, history: History) -> torch.Tensor:
-        return self.esu(query, history, *self._hard_search(query, history))
+        index, mask = self._hard_search(query, history)
+        return self.esu(query, history, index, mask)
 
     def history_rows(self, query: Query, history: History) -> torch.Tensor | None:
         """The K rows the hard search keeps per sample (the ESU reads nothing else)."""

@@ -36,6 +36,10 @@ from components.layers.time_buckets import TimeIntervalEmbedding
 from components.ops import jagged
 from components.ops.retrieval import topk_by_score
 
+# ops imported by name are FX leaves only where this module registers them (torch.fx.wrap
+# patches the calling module's globals): the encoder then traces symbolically, op calls as nodes
+torch.fx.wrap("topk_by_score")
+
 
 @dataclass
 class TWINConfig:

@@ -35,6 +35,11 @@ from components.ops import jagged
 from components.ops.clustering import hierarchical_clusters
 from components.ops.symbolic import bincount
 
+# ops imported by name are FX leaves only where this module registers them (torch.fx.wrap
+# patches the calling module's globals): the encoder then traces symbolically, op calls as nodes
+torch.fx.wrap("hierarchical_clusters")
+torch.fx.wrap("bincount")
+
 
 @dataclass
 class TWINV2Config:

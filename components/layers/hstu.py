@@ -87,7 +87,7 @@ class HSTULayer(nn.Module):
         scores = q @ k.transpose(-1, -2) / math.sqrt(d) + self.bias(timestamps)  # [B, H, L, L]
         allowed = mask.view(b, 1, 1, length) & mask.view(b, 1, length, 1)
         if self.causal:
-            allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
+            allowed = allowed & mask.new_ones((length, length), dtype=torch.bool).tril()
         keys = allowed.sum(dim=-1, keepdim=True).clamp_min(1).to(x.dtype)
         attn = F.silu(scores) * allowed.to(x.dtype) / keys
         attn = self.attention_dropout(attn)

@@ -62,6 +62,7 @@ class NumericScaler(nn.Module):
     ) -> None:
         super().__init__()
         self.enabled = enabled
+        self.num_fields = num_fields
         center = torch.zeros(num_fields) if center is None else center.float().reshape(-1)
         scale = torch.ones(num_fields) if scale is None else scale.float().reshape(-1)
         if center.shape != (num_fields,) or scale.shape != (num_fields,):
@@ -82,6 +83,6 @@ class NumericScaler(nn.Module):
         than an FX trace (TorchRec's data-loading thread runs the lookup plan while the main
         thread traces the model, and FX patches ``nn.Module.__call__`` process-wide) call this
         instead of the module."""
-        if not self.enabled or x.shape[-1] == 0:
+        if not self.enabled or self.num_fields == 0:  # static: FX traces no branch on x
             return x
         return (signed_log(x) - self.center.to(x.dtype)) / self.scale.to(x.dtype)

@@ -33,9 +33,8 @@ class MultiHeadSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         s, m, d = x.shape
         h = self.num_heads
-        q, k, v = (
-            t.view(s, m, h, d // h).transpose(1, 2) for t in self.qkv(x).chunk(3, dim=-1)
-        )  # [S, H, M, d/H]
+        q, k, v = self.qkv(x).chunk(3, dim=-1)  # unpacked directly: FX can trace that
+        q, k, v = (t.view(s, m, h, d // h).transpose(1, 2) for t in (q, k, v))  # [S, H, M, d/H]
         allowed = mask.view(s, 1, 1, m)
         attended = F.scaled_dot_product_attention(
             q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0

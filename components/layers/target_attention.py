@@ -50,19 +50,17 @@ class MultiHeadTargetAttention(nn.Module):
         mask: torch.Tensor,
         extra_logits: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        single = query.dim() == 2
-        q = query.unsqueeze(1) if single else query  # [B, C, Dq]
+        # [B, Dq] -> [B, 1, Dq]; [B, C, Dq] stays (no branch on the rank: FX traces this)
+        q = query.reshape(query.shape[0], -1, query.shape[-1])
         b, c, _ = q.shape
         t = keys.shape[1]
         h, d = self.num_heads, self.head_dim
         qh = self.q(q).view(b, c, h, d).transpose(1, 2)  # [B, H, C, d]
         kh = self.k(keys).view(b, t, h, d).transpose(1, 2)  # [B, H, T, d]
         vh = self.v(keys).view(b, t, h, self.value_dim).transpose(1, 2)
-        logits = _head_matmul(qh, kh.transpose(-1, -2)) / math.sqrt(d)  # [B, H, C, T]
-        if extra_logits is not None:
-            logits = logits + (
-                extra_logits.unsqueeze(2) if extra_logits.dim() == 3 else extra_logits
-            )
+        logits = _head_matmul(qh, kh.transpose(-1, -2), h) / math.sqrt(d)  # [B, H, C, T]
+        if extra_logits is not None:  # [B, H, T] (every candidate) or [B, H, C, T]
+            logits = logits + extra_logits.reshape(b, h, -1, t)
         valid = mask.unsqueeze(1).unsqueeze(2)  # [B, 1, 1, T]
         logits = logits.masked_fill(~valid, float("-inf"))
         weights = torch.softmax(logits, dim=-1)
@@ -73,14 +71,14 @@ class MultiHeadTargetAttention(nn.Module):
         else:
             pooled = (weights @ vh).transpose(1, 2).reshape(b, c, h * self.value_dim)
         out = self.out(pooled) * mask.any(dim=1).view(b, 1, 1).to(pooled.dtype)
-        return out.squeeze(1) if single else out
+        return out.reshape(query.shape[:-1] + (self.output_dim,))  # [B, D] or [B, C, D]
 
 
-def _head_matmul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``x [B, H, P, Q] @ y [B, H, Q, R] -> [B, H, P, R]``. While torch traces, one ``bmm``
-    per head (H is static), so that torch.export keeps P (the C candidates) symbolic: the 4-d
+def _head_matmul(x: torch.Tensor, y: torch.Tensor, heads: int) -> torch.Tensor:
+    """``x [B, H, P, Q] @ y [B, H, Q, R] -> [B, H, P, R]`` (H = ``heads``). While torch traces,
+    one ``bmm`` per head (H is static), so that torch.export keeps P (the C candidates) symbolic: the 4-d
     ``@`` and the ``[B, H, C, d] -> [B, C, H * d]`` reshape guard on ``C != 1``. Eagerly the
     4-d ``@``."""
     if not tracing():
         return x @ y
-    return torch.stack([torch.bmm(x[:, i], y[:, i]) for i in range(x.shape[1])], dim=1)
+    return torch.stack([torch.bmm(x[:, i], y[:, i]) for i in range(heads)], dim=1)

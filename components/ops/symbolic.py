@@ -18,23 +18,52 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["bincount", "check_offsets", "check_range", "tracing", "value_max", "value_min"]
+__all__ = [
+    "bincount",
+    "check_offsets",
+    "check_range",
+    "fx_tracing",
+    "tracing",
+    "value_max",
+    "value_min",
+]
+
+
+def fx_tracing() -> bool:
+    """Whether FX symbolic tracing (``torch.fx`` / TorchRec's ``Tracer``) runs the calling code:
+    tensors are then Proxies, whose values no Python code may read (no ``bool``, no ``int``)."""
+    return torch.fx._symbolic_trace.is_fx_symbolic_tracing()
 
 
 def tracing() -> bool:
-    """Whether torch.export / torch.compile is tracing the calling code (sizes are symbolic)."""
-    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
+    """Whether torch.export / torch.compile or FX symbolic tracing runs the calling code (sizes
+    are symbolic: callers take the branch-free path)."""
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting() or fx_tracing()
+
+
+def _check(condition: object, message: object = None) -> None:
+    """``torch._check`` while torch.export / torch.compile trace (a runtime assertion in the
+    program); nothing under FX, whose Proxies cannot be tested (the graph re-runs the op)."""
+    if fx_tracing():
+        return
+    if message is None:
+        torch._check(condition)
+    else:
+        torch._check(condition, message)
 
 
 def check_offsets(offsets: torch.Tensor, n: int | torch.SymInt, name: str = "offsets") -> None:
     """``offsets`` must be ``[B + 1]`` int64 ending at ``n`` (= N rows).
 
-    Eagerly a ``ValueError`` naming ``name``; while tracing a runtime assertion in the program.
+    Eagerly a ``ValueError`` naming ``name``; while tracing a runtime assertion in the program
+    (none under FX: its shapes are unknown while it traces).
     """
+    if fx_tracing():
+        return
     if offsets.dim() != 1 or offsets.shape[0] < 1:
         raise ValueError(f"{name} must be [B + 1] ending at N={n}, got {tuple(offsets.shape)}")
     if tracing():
-        torch._check(offsets[-1].item() == n, lambda: f"{name} must end at N")
+        _check(offsets[-1].item() == n, lambda: f"{name} must end at N")
         return
     if int(offsets[-1]) != n:
         raise ValueError(f"{name} must be [B + 1] ending at N={n}, got {tuple(offsets.shape)}")
@@ -50,8 +79,8 @@ def value_max(
         return max(int(values.max()), lower) if values.numel() else lower
     floor = torch.full((1,), lower, dtype=values.dtype, device=values.device)
     top = torch.cat([values.reshape(-1), floor]).max().item()
-    torch._check(top >= lower)
-    torch._check(top <= upper)
+    _check(top >= lower)
+    _check(top <= upper)
     return top
 
 
@@ -64,7 +93,7 @@ def value_min(values: torch.Tensor, lower: int = 0) -> int | torch.SymInt:
             raise ValueError(f"values must be >= {lower}, got {low}")
         return low
     low = values.min().item()
-    torch._check(low >= lower)
+    _check(low >= lower)
     return low
 
 
@@ -74,8 +103,8 @@ def check_range(values: torch.Tensor, low: int, high: int, name: str) -> None:
     if tracing():
         pad = torch.full((1,), low, dtype=values.dtype, device=values.device)
         padded = torch.cat([values.reshape(-1), pad])
-        torch._check(padded.min().item() >= low, lambda: f"{name} must be >= {low}")
-        torch._check(padded.max().item() < high, lambda: f"{name} must be < {high}")
+        _check(padded.min().item() >= low, lambda: f"{name} must be >= {low}")
+        _check(padded.max().item() < high, lambda: f"{name} must be < {high}")
         return
     if values.numel() and (int(values.min()) < low or int(values.max()) >= high):
         bad = torch.nonzero((values < low) | (values >= high))[0, 0]

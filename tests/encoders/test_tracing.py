@@ -38,3 +38,61 @@ def test_traced_model_equals_eager_on_batches_of_other_shapes(name: str) -> None
             expected, got = model(batch), traced(batch)
         torch.testing.assert_close(got.logits, expected.logits)
         assert got.aux_logits.keys() == expected.aux_logits.keys()
+
+
+#: the only modules a traced head may still call as leaves: torch's own layers
+TORCH_LEAVES = (
+    torch.nn.Linear,
+    torch.nn.LayerNorm,
+    torch.nn.Dropout,
+    torch.nn.ReLU,
+    torch.nn.GELU,
+    torch.nn.SiLU,
+    torch.nn.Embedding,
+    torch.nn.Sigmoid,
+    torch.nn.PReLU,
+)
+
+
+def _jagged_batches(sizes: SyntheticSizes) -> list:
+    from pipelines.data.batch import random_batch
+
+    shapes = ([30, 5, 0, 12], [7], [0, 0, 3], [200, 1])  # other B, other lengths, empty ones
+    vocab = {"users": sizes.users, "items": sizes.items, "categories": sizes.categories}
+    return [
+        random_batch(
+            list(lengths), behaviors=SIZES.vocab.behaviors, num_numeric=1, seed=seed, **vocab
+        )
+        for seed, lengths in enumerate(shapes)
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(RECIPE_OF))
+def test_head_and_encoder_trace_symbolically_and_equal_eager(name: str) -> None:
+    """``head_leaf=False``: no module of the head is a leaf (the encoder's layers are traced op
+    by op, its jagged ops are graph nodes), and the graph equals the eager model on batches of
+    other sizes and lengths than any seen while tracing (FX saw none), with and without a
+    lookup plan."""
+    from pipelines.data.batch import restrict_item_lookup
+
+    torch.manual_seed(0)
+    config = recipe_model_config(name)
+    content = content_table(SIZES) if config.encoder == "CiUBM" else None
+    model = LifelongCTRModel(config, SIZES.vocab, content_embeddings=content).eval()
+    deep = trace_model(model, head_leaf=False)
+    leaves = {n.target for n in deep.graph.nodes if n.op == "call_module"}
+    assert "head" not in leaves and "head.encoder" not in leaves
+    assert all(isinstance(deep.get_submodule(t), TORCH_LEAVES) for t in leaves if t[:5] == "head.")
+    ops = {getattr(n.target, "__module__", "") for n in deep.graph.nodes if n.op == "call_function"}
+    assert "components.ops.jagged" in ops or "components.ops.retrieval" in ops  # op nodes
+    assert model.fx_lookup_plan is None  # restored
+
+    planned = trace_model(model, head_leaf=False, lookup_plan=True)
+    for batch in _jagged_batches(SIZES):
+        with torch.no_grad():
+            torch.testing.assert_close(deep(batch).logits, model(batch).logits)
+            rows = model.history_rows(batch)
+            if rows is not None:
+                small = restrict_item_lookup(batch, rows)
+                torch.testing.assert_close(planned(small).logits, model(small).logits)
+                torch.testing.assert_close(planned(small).logits, model(batch).logits)
