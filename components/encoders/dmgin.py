@@ -451,15 +451,26 @@ class DMGIN(SequenceEncoder):
         count = torch.cat([sizes, sizes.new_zeros(1)])[segment].to(state.embeddings.dtype)
         outputs = []
         if self.target_attention is not None:
-            kept = self.behavior_features(
-                state.embeddings,
-                state.behavior_embeddings,
-                state.age,
-                rows,
-                mask,
-                state.embedding_rows,
-            )
-            attended = self.target_attention(candidates.embeddings.flatten(0, 1), kept, mask)
+            queries = candidates.embeddings.flatten(0, 1)
+            if tracing():
+                kept = self.behavior_features(
+                    state.embeddings, state.behavior_embeddings, state.age, rows, mask,
+                    state.embedding_rows,
+                )  # fmt: skip
+                attended = self.target_attention(queries, kept, mask)
+            else:  # candidates of one (user, group) segment read the same K behaviors:
+                # project them, and the attention's keys and values, once per segment
+                shared, key_of = torch.unique(segment, return_inverse=True)
+                first = torch.full_like(shared, segment.numel()).scatter_reduce(
+                    0, key_of, torch.arange(segment.numel(), device=segment.device), "amin"
+                )
+                kept = self.behavior_features(
+                    state.embeddings, state.behavior_embeddings, state.age, rows[first],
+                    mask[first], state.embedding_rows,
+                )  # fmt: skip
+                attended = self.target_attention.forward_shared(
+                    queries, kept, mask[first], key_of
+                )
             outputs += [attended, torch.log1p(count).unsqueeze(1)]
         if self.target_stats_dim:
             if state.group_tables is None:

@@ -346,16 +346,27 @@ def score_dmgin_state(
         count = torch.where(found, state.count[segment] if s else 0, 0).to(torch.float32)
         parts = []
         if enc.target_attention is not None:
+            # candidates of one group read the same K behaviors: project them, and the
+            # attention's keys and values, once per group (C = 1,000 candidates fall in at most
+            # G + 1 groups), not once per candidate
+            k = enc.config.target_group_max_len
             if s:
-                rows, mask = _last(state.recent[segment], enc.config.target_group_max_len)
-                mask = mask & found.unsqueeze(1)
+                key = torch.where(found, segment, s)  # s: a group the user never touched
+                shared, key_of = torch.unique(key, return_inverse=True)
+                first = torch.full_like(shared, c).scatter_reduce(
+                    0, key_of, torch.arange(c), "amin"
+                )
+                rows, mask = _last(state.recent[segment[first]], k)
+                mask = mask & found[first].unsqueeze(1)
             else:
-                rows = torch.zeros(c, enc.config.target_group_max_len, dtype=torch.int64)
+                key_of = torch.zeros(c, dtype=torch.int64)
+                rows = torch.zeros(1, k, dtype=torch.int64)
                 mask = rows.bool()
             kept = enc.behavior_features(
                 state.embeddings, state.behavior_embeddings, state.age, rows, mask
             )
-            parts += [enc.target_attention(embeddings, kept, mask), torch.log1p(count)[:, None]]
+            attended = enc.target_attention.forward_shared(embeddings, kept, mask, key_of)
+            parts += [attended, torch.log1p(count)[:, None]]
         if enc.target_stats_dim:
             per_type = (
                 torch.where(found[:, None], state.type_counts[segment], 0.0)

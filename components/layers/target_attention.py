@@ -58,7 +58,46 @@ class MultiHeadTargetAttention(nn.Module):
         qh = self.q(q).view(b, c, h, d).transpose(1, 2)  # [B, H, C, d]
         kh = self.k(keys).view(b, t, h, d).transpose(1, 2)  # [B, H, T, d]
         vh = self.v(keys).view(b, t, h, self.value_dim).transpose(1, 2)
-        logits = _head_matmul(qh, kh.transpose(-1, -2), h) / math.sqrt(d)  # [B, H, C, T]
+        out = self._attend(qh, kh.transpose(-1, -2), vh, mask, extra_logits)
+        return out.reshape(query.shape[:-1] + (self.output_dim,))  # [B, D] or [B, C, D]
+
+    def forward_shared(
+        self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor, key_of: torch.Tensor
+    ) -> torch.Tensor:
+        """``[Q, output_dim]``: what ``forward(query, keys[key_of], mask[key_of])`` gives, for
+        ``query [Q, Dq]`` of which many share one of ``U`` key sets (``keys [U, T, Dk]``,
+        ``mask [U, T]``, ``key_of [Q]`` in ``[0, U)``): the keys and values are projected once
+        per set, not once per query (a ranker's candidates of one interest group).
+
+        Example:
+            >>> att = MultiHeadTargetAttention(8, 6, num_heads=2).eval()
+            >>> q, k = torch.randn(5, 8), torch.randn(2, 4, 6)
+            >>> m, of = torch.ones(2, 4, dtype=torch.bool), torch.tensor([0, 1, 1, 0, 1])
+            >>> torch.allclose(att.forward_shared(q, k, m, of), att(q, k[of], m[of]), atol=1e-6)
+            True
+        """
+        u, t = keys.shape[0], keys.shape[1]
+        h, d = self.num_heads, self.head_dim
+        qh = self.q(query).view(-1, 1, h, d).transpose(1, 2)  # [Q, H, 1, d]
+        # laid out for the matmuls before the gather (U sets), so the gathered [Q, ...] copies
+        # are the matmuls' operands as they are
+        keys_t = self.k(keys).view(u, t, h, d).permute(0, 2, 3, 1).contiguous()  # [U, H, d, T]
+        values = self.v(keys).view(u, t, h, self.value_dim).transpose(1, 2).contiguous()
+        return self._attend(qh, keys_t[key_of], values[key_of], mask[key_of], None).squeeze(1)
+
+    def _attend(
+        self,
+        qh: torch.Tensor,
+        kh_t: torch.Tensor,
+        vh: torch.Tensor,
+        mask: torch.Tensor,
+        extra_logits: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """``qh [B, H, C, d]`` over keys ``kh_t [B, H, d, T]`` (transposed) and values
+        ``vh [B, H, T, *]`` with ``mask [B, T]`` -> ``[B, C, output_dim]``."""
+        b, c = qh.shape[0], qh.shape[2]
+        h, d, t = self.num_heads, self.head_dim, kh_t.shape[3]  # H static: loops run over it
+        logits = _head_matmul(qh, kh_t, h) / math.sqrt(d)  # [B, H, C, T]
         if extra_logits is not None:  # [B, H, T] (every candidate) or [B, H, C, T]
             logits = logits + extra_logits.reshape(b, h, -1, t)
         valid = mask.unsqueeze(1).unsqueeze(2)  # [B, 1, 1, T]
@@ -70,8 +109,7 @@ class MultiHeadTargetAttention(nn.Module):
             pooled = torch.cat([torch.bmm(weights[:, i], vh[:, i]) for i in range(h)], dim=-1)
         else:
             pooled = (weights @ vh).transpose(1, 2).reshape(b, c, h * self.value_dim)
-        out = self.out(pooled) * mask.any(dim=1).view(b, 1, 1).to(pooled.dtype)
-        return out.reshape(query.shape[:-1] + (self.output_dim,))  # [B, D] or [B, C, D]
+        return self.out(pooled) * mask.any(dim=1).view(b, 1, 1).to(pooled.dtype)
 
 
 def _head_matmul(x: torch.Tensor, y: torch.Tensor, heads: int) -> torch.Tensor:

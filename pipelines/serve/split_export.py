@@ -273,5 +273,13 @@ def fresh_process_rank(
             timeout=timeout,
         )
         if result.returncode != 0:
-            raise ExportError(f"fresh-process load failed: {result.stderr.strip()[-3000:]}")
+            raise ExportError(f"fresh-process load failed: {_error_lines(result.stderr)}")
         return torch.load(outputs, weights_only=True)
+
+
+def _error_lines(stderr: str, limit: int = 3000) -> str:
+    """The informative part of a child's stderr: C++ backtrace frames dropped (a c10::Error
+    prints its message first, then dozens of ``frame #k`` lines), the rest's last ``limit``
+    characters."""
+    lines = [line for line in stderr.splitlines() if not line.lstrip().startswith("frame #")]
+    return "\n".join(lines).strip()[-limit:]
