@@ -198,6 +198,10 @@ def score_search_state(
     sorted_keys, perm = torch.sort(state.keys)
     at = torch.searchsorted(sorted_keys, wanted).clamp(max=s - 1)
     found = sorted_keys[at] == wanted
-    window = state.recent[perm[at]]
-    mask = (window >= 0) & found.unsqueeze(1)
-    return enc.esu(flat, history, torch.where(mask, window, 0), mask)
+    # candidates of one key read the same K behaviors: one window (and its attention keys)
+    # per distinct key, not per candidate
+    shared, key_of = torch.unique(torch.where(found, perm[at], s), return_inverse=True)
+    first = torch.full_like(shared, c).scatter_reduce(0, key_of, torch.arange(c), "amin")
+    window = state.recent[perm[at][first]]
+    mask = (window >= 0) & found[first].unsqueeze(1)
+    return enc.esu(flat, history, torch.where(mask, window, 0), mask, key_of)

@@ -77,8 +77,16 @@ class ExactSearchUnit(nn.Module):
         self.output_dim = self.attention.output_dim
 
     def forward(
-        self, query: Query, history: History, index: torch.Tensor, mask: torch.Tensor
+        self,
+        query: Query,
+        history: History,
+        index: torch.Tensor,
+        mask: torch.Tensor,
+        key_of: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """``index``, ``mask [B, K]``: the rows each query attends over; or, with ``key_of
+        [B]``, ``[U, K]`` shared row sets, query b reading set ``key_of[b]`` (keys built and
+        projected once per set: a ranker's candidates of one category)."""
         # gather the K selected rows first, then build their keys: O(K) per sample, not O(L)
         rows = history.embedding_index(index)  # the same rows, when all N were looked up
         parts = [jagged.gather_padded(history.embeddings, rows, mask)]
@@ -88,6 +96,8 @@ class ExactSearchUnit(nn.Module):
             parts.append(times * mask.unsqueeze(-1).to(times.dtype))
         parts.append(jagged.gather_padded(history.behavior_embeddings, rows, mask))
         keys = torch.cat(parts, dim=-1)
+        if key_of is not None:
+            return self.attention.forward_shared(query.embeddings, keys, mask, key_of)
         return self.attention(query.embeddings, keys, mask)
 
 
