@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from components.ops.jagged import lengths_to_offsets, segment_ids
-from components.ops.symbolic import check_offsets, tracing, value_max, value_min
+from components.ops.symbolic import check_offsets, check_range, tracing, value_max
 
 __all__ = ["GroupIndex", "build_group_index", "lookup_group", "lookup_group_reference"]
 
@@ -53,7 +53,7 @@ def build_group_index(group_ids: torch.Tensor, offsets: torch.Tensor) -> GroupIn
     n = group_ids.numel()
     check_offsets(offsets, n)
     if tracing():
-        value_min(torch.cat([group_ids, group_ids.new_zeros(1)]))  # ids >= 0
+        check_range(group_ids, 0, 2**62, "group ids")  # ids >= 0
         span = value_max(group_ids, upper=2**40) + 1
     else:
         if n and int(group_ids.min()) < 0:

@@ -134,8 +134,7 @@ def _compact_group_codes(group_ids: torch.Tensor, batch: int) -> tuple[torch.Ten
     must be non-negative (a runtime assertion) and the code count is a bounded symbol.
     """
     if tracing():
-        pad = group_ids.new_zeros(1)
-        torch._check(torch.cat([group_ids, pad]).min().item() >= 0, lambda: "group ids >= 0")
+        check_range(group_ids, 0, 2**62, "group ids")  # >= 0
         return group_ids, value_max(group_ids, upper=2**40) + 1
     low, high = int(group_ids.min()), int(group_ids.max())
     if low >= 0 and (high + 1) * max(batch, 1) < 2**62:

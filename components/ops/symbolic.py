@@ -52,6 +52,17 @@ def _check(condition: object, message: object = None) -> None:
         torch._check(condition, message)
 
 
+def _assert_true(condition: torch.Tensor, message: str) -> None:
+    """While torch.export / torch.compile trace: a runtime assertion on a 0-d bool tensor,
+    kept in the program as an op (``torch._assert_async``). No unbacked symbol is made for it:
+    a ``torch._check`` on an ``.item()`` that no shape uses left AOTInductor packages reading an
+    uninitialised value for that symbol after deserialisation (garbage bounds, out-of-range
+    indices). Nothing under FX."""
+    if fx_tracing():
+        return
+    torch._assert_async(condition, message)
+
+
 def check_offsets(offsets: torch.Tensor, n: int | torch.SymInt, name: str = "offsets") -> None:
     """``offsets`` must be ``[B + 1]`` int64 ending at ``n`` (= N rows).
 
@@ -63,7 +74,7 @@ def check_offsets(offsets: torch.Tensor, n: int | torch.SymInt, name: str = "off
     if offsets.dim() != 1 or offsets.shape[0] < 1:
         raise ValueError(f"{name} must be [B + 1] ending at N={n}, got {tuple(offsets.shape)}")
     if tracing():
-        _check(offsets[-1].item() == n, lambda: f"{name} must end at N")
+        _assert_true(offsets[-1] == n, f"{name} must end at N")
         return
     if int(offsets[-1]) != n:
         raise ValueError(f"{name} must be [B + 1] ending at N={n}, got {tuple(offsets.shape)}")
@@ -103,8 +114,8 @@ def check_range(values: torch.Tensor, low: int, high: int, name: str) -> None:
     if tracing():
         pad = torch.full((1,), low, dtype=values.dtype, device=values.device)
         padded = torch.cat([values.reshape(-1), pad])
-        _check(padded.min().item() >= low, lambda: f"{name} must be >= {low}")
-        _check(padded.max().item() < high, lambda: f"{name} must be < {high}")
+        inside = (padded.min() >= low) & (padded.max() < high)
+        _assert_true(inside, f"{name} must be in [{low}, {high})")
         return
     if values.numel() and (int(values.min()) < low or int(values.max()) >= high):
         bad = torch.nonzero((values < low) | (values >= high))[0, 0]

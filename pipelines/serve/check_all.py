@@ -65,7 +65,9 @@ def check_encoders(
     ``aoti``, ``torch.export`` otherwise), then score all of them in one fresh process.
 
     Returns one record per encoder: ``encoder, kind, export_s, compile_s, max_abs_diff, ok``
-    and ``outputs``, the fresh process's ``[B, C]`` probabilities per request.
+    and ``outputs``, the fresh process's ``[B, C]`` probabilities per request; when a package
+    fails to load or run, each is retried in a process of its own and a failing one gets
+    ``ok=False`` and the child's ``error`` instead.
     """
     out_dir = Path(out_dir)
     records, cases, expected = [], [], []
@@ -91,9 +93,21 @@ def check_encoders(
             }
         )
     start = time.perf_counter()
-    outputs = fresh_process_rank(cases)
+    try:
+        outputs: list[Any] = fresh_process_rank(cases)
+    except ExportError:  # one package failing to run stops the shared process: one each
+        outputs = []
+        for case in cases:
+            try:
+                outputs.append(fresh_process_rank([case])[0])
+            except ExportError as err:
+                outputs.append(err)
     load_s = time.perf_counter() - start
     for record, got, want in zip(records, outputs, expected, strict=True):
+        if isinstance(got, ExportError):
+            record.update(ok=False, error=str(got)[-600:], fresh_process_s=round(load_s, 2))
+            record["outputs"] = None
+            continue
         diff = max(
             float((g - w).abs().max()) if w.numel() else 0.0 for g, w in zip(got, want, strict=True)
         )
