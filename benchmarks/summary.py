@@ -59,10 +59,19 @@ def quality_summary(results: Path) -> str | None:
             cells += [fmt(test.get("auc")), fmt(test.get("gauc"))]
         table.append(cells)
     seeds = sorted({len(r["seeds"]) for rows in by_dataset for r in rows.values()})
+    fewer = (
+        sorted(
+            {name for rows in by_dataset for name, r in rows.items() if len(r["seeds"]) < seeds[-1]}
+        )
+        if seeds
+        else []
+    )
+    over = f"{seeds[-1]} seeds" if seeds else "the seeds"
+    if fewer:
+        over += f" ({', '.join(fewer)}: {'/'.join(str(s) for s in seeds[:-1])} so far)"
     lines = [
-        "Quality (test split, mean over "
-        + "/".join(str(s) for s in seeds)
-        + " seeds at each model's learning rate chosen on valid; `python -m benchmarks.quality`):",
+        f"Quality (test split, mean over {over} at each model's learning rate chosen on valid; "
+        "`python -m benchmarks.quality`):",
         markdown_table(header, table),
     ]
     for data in datasets:
