@@ -48,8 +48,8 @@ MUTANTS = [
     Mutant(
         "hstu_mask_reversed",
         HSTU,
-        "device=x.device).tril()",
-        "device=x.device).triu()",
+        "dtype=torch.bool).tril()",
+        "dtype=torch.bool).triu()",
         (
             f"{TEST_HSTU}::test_one_training_step_moves_the_time_and_position_tables",
             f"{MEANING_DMGIN}::test_hstu_is_causal_across_groups",
