@@ -66,6 +66,15 @@ def test_bucket_sums_reject_codes_out_of_range() -> None:
         bucket_sums(torch.ones(2, 3), torch.tensor([0, 2]), torch.tensor([[0], [4]]), 4)
 
 
+def test_bucket_sums_reject_codes_of_the_wrong_shape() -> None:
+    """One code per row without the hash axis, or codes for other rows: a named error."""
+    values, offsets = torch.ones(2, 3), torch.tensor([0, 2])
+    with pytest.raises(ValueError, match=r"codes must be \[N=2, m\], got \(2,\)"):
+        bucket_sums(values, offsets, torch.tensor([0, 1]), 4)
+    with pytest.raises(ValueError, match=r"codes must be \[N=2, m\], got \(3, 1\)"):
+        bucket_sums(values, offsets, torch.zeros(3, 1, dtype=torch.int64), 4)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     sizes=st.lists(st.integers(0, 15), min_size=1, max_size=4),
