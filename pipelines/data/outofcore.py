@@ -19,6 +19,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,41 @@ class GenericSpec:
     sep: str = ","
 
 
+def make_scratch(config: DuckConfig, out_dir: Path) -> Path:
+    """A fresh scratch folder for the work database and spills (``temp_directory`` or beside
+    ``out_dir``); the caller removes it."""
+    root = Path(config.temp_directory or Path(out_dir).absolute().parent)
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".duckdb-prepare-", dir=root))
+
+
+def connect(config: DuckConfig, scratch: Path) -> Any:
+    """The work database in ``scratch`` with the engine's memory, threads and spill settings."""
+    import duckdb
+
+    con = duckdb.connect(str(scratch / "work.duckdb"))
+    con.execute(f"SET memory_limit = '{config.memory_limit}'")
+    con.execute(f"SET threads = {int(config.threads)}")
+    con.execute(f"SET temp_directory = '{scratch / 'spill'}'")
+    con.execute("SET preserve_insertion_order = true")
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def write_prepared_tables(
+    con: Any, out_dir: Path, meta: BuildMeta, manifest: dict, started: float
+) -> dict:
+    """Write the built tables and the manifest into ``out_dir`` atomically; the manifest."""
+
+    def write(tmp: Path) -> None:
+        write_tables(con, tmp, meta, manifest)
+        manifest["prepare_seconds"] = round(time.time() - started, 3)
+        write_json(tmp / "manifest.json", manifest)
+
+    write_atomically(out_dir, write)
+    return manifest
+
+
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -76,16 +112,9 @@ def prepare_duckdb(
     config = config or DuckConfig()
     started = time.time()
     rule = LabelRule.parse(spec.label)
-    scratch_root = Path(config.temp_directory or Path(out_dir).absolute().parent)
-    scratch_root.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".duckdb-prepare-", dir=scratch_root))
-    con = duckdb.connect(str(scratch / "work.duckdb"))
+    scratch = make_scratch(config, out_dir)
+    con = connect(config, scratch)
     try:
-        con.execute(f"SET memory_limit = '{config.memory_limit}'")
-        con.execute(f"SET threads = {int(config.threads)}")
-        con.execute(f"SET temp_directory = '{scratch / 'spill'}'")
-        con.execute("SET preserve_insertion_order = true")
-        con.execute("SET TimeZone = 'UTC'")
         events_in = DuckInput.open(spec.events, spec.sep)
         items_in = DuckInput.open(spec.items, spec.sep) if spec.items is not None else None
         item_columns = items_in.load(con, "iraw") if items_in is not None else []
@@ -100,13 +129,7 @@ def prepare_duckdb(
         }
         manifest["dataset"] = Path(spec.events).stem
 
-        def write(tmp: Path) -> None:
-            write_tables(con, tmp, meta, manifest)
-            manifest["prepare_seconds"] = round(time.time() - started, 3)
-            write_json(tmp / "manifest.json", manifest)
-
-        write_atomically(out_dir, write)
-        return manifest
+        return write_prepared_tables(con, out_dir, meta, manifest, started)
     except duckdb.Error as err:  # e.g. a bad --memory-limit, a cast the checks did not foresee
         raise DataError(spec.events, None, f"duckdb engine failed: {err}") from err
     finally:
@@ -172,12 +195,24 @@ def build_tables(con: Any, meta: BuildMeta, seed: int) -> dict:
         "count(DISTINCT ts) OVER (PARTITION BY user) AS n "
         "FROM sbase WINDOW w AS (PARTITION BY user ORDER BY ts)))"
     )
-    one = lambda sql: con.execute(sql).fetchone()  # noqa: E731
+    return manifest_from_tables(lambda sql: con.execute(sql).fetchone(), "duckdb", meta, seed)
+
+
+def manifest_from_tables(
+    one: Callable[[str], Any],
+    engine: str,
+    meta: BuildMeta,
+    seed: int,
+    median: str = "quantile_cont",
+) -> dict:
+    """The manifest of the tables ``users``, ``items``, ``ev2`` and ``samp`` (with ``split``),
+    read with ``one`` (SQL -> first row) on any engine that names them so (DuckDB, Spark);
+    ``median``: the engine's interpolating quantile function."""
     n_events, n_items_used, n_cats_used = one(
         "SELECT count(*), count(DISTINCT item), count(DISTINCT category) FROM ev2"
     )
-    mean, median, longest = one(
-        "SELECT avg(c), quantile_cont(c, 0.5), max(c) FROM "
+    mean, middle, longest = one(
+        f"SELECT avg(c), {median}(c, 0.5), max(c) FROM "
         "(SELECT count(*) AS c FROM ev2 GROUP BY user)"
     )
     n_users = one("SELECT count(*) FROM users")[0]
@@ -186,9 +221,7 @@ def build_tables(con: Any, meta: BuildMeta, seed: int) -> dict:
     splits = {}
     for name in ("train", "valid", "test"):
         rows, pos, lo, hi = one(
-            "SELECT count(*), sum(label), min(ts), max(ts) FROM samp WHERE split = ?".replace(
-                "?", f"'{name}'"
-            )
+            f"SELECT count(*), sum(label), min(ts), max(ts) FROM samp WHERE split = '{name}'"
         )
         splits[name] = {
             "rows": int(rows),
@@ -199,7 +232,7 @@ def build_tables(con: Any, meta: BuildMeta, seed: int) -> dict:
         }
     return {
         "version": MANIFEST_VERSION,
-        "engine": "duckdb",
+        "engine": engine,
         "label_rule": meta.label_rule,
         "split_rule": SPLIT_RULE,
         "seed": seed,
@@ -221,7 +254,7 @@ def build_tables(con: Any, meta: BuildMeta, seed: int) -> dict:
             "categories": int(n_cats_used),
             "samples": int(n_samples),
             "history_mean": float(mean),
-            "history_median": float(median),
+            "history_median": float(middle),
             "history_max": int(longest),
         },
         "splits": splits,

@@ -15,7 +15,6 @@ memory, so the adapter step does too; logs that do not go through ``--events``.
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,15 @@ import numpy as np
 import pandas as pd
 
 from pipelines.data.build import RawLog
-from pipelines.data.outofcore import BuildMeta, DuckConfig, build_tables, write_tables
-from pipelines.data.prepared import DataError, write_atomically, write_json
+from pipelines.data.outofcore import (
+    BuildMeta,
+    DuckConfig,
+    build_tables,
+    connect,
+    make_scratch,
+    write_prepared_tables,
+)
+from pipelines.data.prepared import DataError
 
 
 def _q(name: str) -> str:
@@ -137,17 +143,11 @@ def prepare_duckdb_raw(
 
     config = config or DuckConfig()
     started = time.time()
-    scratch_root = Path(config.temp_directory or Path(out_dir).absolute().parent)
-    scratch_root.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".duckdb-prepare-", dir=scratch_root))
+    scratch = make_scratch(config, out_dir)
     try:
         paths = _stage(raw, scratch)
-        con = duckdb.connect(str(scratch / "work.duckdb"))
+        con = connect(config, scratch)
         try:
-            con.execute(f"SET memory_limit = '{config.memory_limit}'")
-            con.execute(f"SET threads = {int(config.threads)}")
-            con.execute(f"SET temp_directory = '{scratch / 'spill'}'")
-            con.execute("SET preserve_insertion_order = true")
             _tables(con, raw, paths)
             meta = BuildMeta(
                 raw.label_rule, list(raw.behaviors), list(raw.numeric_fields),
@@ -155,14 +155,7 @@ def prepare_duckdb_raw(
             )  # fmt: skip
             manifest = build_tables(con, meta, seed)
             manifest.update(dataset=raw.name, source=raw.source)
-
-            def write(tmp: Path) -> None:
-                write_tables(con, tmp, meta, manifest)
-                manifest["prepare_seconds"] = round(time.time() - started, 3)
-                write_json(tmp / "manifest.json", manifest)
-
-            write_atomically(out_dir, write)
-            return manifest
+            return write_prepared_tables(con, out_dir, meta, manifest, started)
         finally:
             con.close()
     except duckdb.Error as err:

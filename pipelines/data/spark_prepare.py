@@ -27,11 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.data.build import SPLIT_RULE
 from pipelines.data.ingest import LabelRule
-from pipelines.data.outofcore import GenericSpec
+from pipelines.data.outofcore import BuildMeta, GenericSpec, manifest_from_tables
 from pipelines.data.prepared import (
-    MANIFEST_VERSION,
     NUMERIC_PREFIX,
     SPLITS,
     DataError,
@@ -183,56 +181,10 @@ def _build(
         "rank() OVER w - 1 AS cutoff, dense_rank() OVER w - 1 AS k "
         "FROM ev2 WINDOW w AS (PARTITION BY user ORDER BY ts))))"
     ).cache().createOrReplaceTempView("samp")
-    one = lambda sql: spark.sql(sql).collect()[0]  # noqa: E731
-    n_events, n_items_used, n_cats_used = one(
-        "SELECT count(*), count(DISTINCT item), count(DISTINCT category) FROM ev2"
+    meta = BuildMeta(str(rule), behaviors, list(spec.numeric), list(spec.item_text))
+    return manifest_from_tables(
+        lambda sql: spark.sql(sql).collect()[0], "spark", meta, seed, median="percentile"
     )
-    mean, median, longest = one(
-        "SELECT avg(c), percentile(c, 0.5), max(c) FROM (SELECT count(*) AS c FROM ev2 GROUP BY user)"
-    )
-    n_users = one("SELECT count(*) FROM users")[0]
-    n_catalogue, n_categories = one("SELECT count(*), max(category) FROM items")
-    splits = {}
-    for name in SPLITS:
-        rows, pos, lo, hi = one(
-            f"SELECT count(*), sum(label), min(ts), max(ts) FROM samp WHERE split = '{name}'"
-        )
-        splits[name] = {
-            "rows": int(rows),
-            "positives": int(pos or 0),
-            "positive_rate": float(pos) / rows if rows else None,
-            "ts_min": int(lo) if rows else None,
-            "ts_max": int(hi) if rows else None,
-        }
-    return {
-        "version": MANIFEST_VERSION,
-        "engine": "spark",
-        "label_rule": str(rule),
-        "split_rule": SPLIT_RULE,
-        "seed": seed,
-        "numeric_fields": list(spec.numeric),
-        "text_fields": list(spec.item_text),
-        "item_side_fields": [],
-        "behaviors": behaviors,
-        "vocab": {
-            "users": int(n_users) + 1,
-            "items": int(n_catalogue) + 1,
-            "categories": int(n_categories) + 1,
-            "behaviors": len(behaviors) + 1,
-        },
-        "counts": {
-            "events": int(n_events),
-            "users": int(n_users),
-            "items": int(n_items_used),
-            "catalogue_items": int(n_catalogue),
-            "categories": int(n_cats_used),
-            "samples": int(n_events),
-            "history_mean": float(mean),
-            "history_median": float(median),
-            "history_max": int(longest),
-        },
-        "splits": splits,
-    }
 
 
 # the prepared layout's column types (what the pandas and DuckDB engines write)

@@ -27,6 +27,8 @@ from pipelines.data.outofcore_staged import prepare_duckdb_raw
 from pipelines.data.prepare import main
 from pipelines.data.prepared import SPLITS, DataError
 
+from .engines import assert_same_table
+
 TABLES = ["events.parquet", "items.parquet", "users.parquet"] + [
     f"samples/{s}.parquet" for s in SPLITS
 ]
@@ -34,14 +36,7 @@ TABLES = ["events.parquet", "items.parquet", "users.parquet"] + [
 
 def _assert_same(a: Path, b: Path) -> None:
     for name in TABLES:
-        left, right = pd.read_parquet(a / name), pd.read_parquet(b / name)
-        assert list(left.columns) == list(right.columns), name
-        assert len(left) == len(right), name
-        for column in left.columns:
-            assert left[column].dtype == right[column].dtype, f"{name}:{column}"
-            np.testing.assert_array_equal(
-                left[column].to_numpy(), right[column].to_numpy(), err_msg=f"{name}:{column}"
-            )
+        assert_same_table(a / name, b / name, name)
     ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (a, b))
     for key in ("vocab", "behaviors", "item_side_fields", "text_fields", "dataset", "label_rule"):
         assert ma[key] == mb[key], key

@@ -19,6 +19,8 @@ import pytest
 from pipelines.data.prepare import main
 from pipelines.data.prepared import SPLITS
 
+from .engines import assert_same_table, synthetic_log
+
 TABLES = ["events.parquet", "items.parquet", "users.parquet"] + [
     f"samples/{s}.parquet" for s in SPLITS
 ]
@@ -26,35 +28,13 @@ TABLES = ["events.parquet", "items.parquet", "users.parquet"] + [
 
 def _assert_same(a: Path, b: Path) -> None:
     for name in TABLES:
-        left, right = pd.read_parquet(a / name), pd.read_parquet(b / name)
-        assert list(left.columns) == list(right.columns), name
-        assert len(left) == len(right), name
-        for column in left.columns:
-            np.testing.assert_array_equal(
-                left[column].to_numpy(), right[column].to_numpy(), err_msg=f"{name}:{column}"
-            )
-            assert left[column].dtype == right[column].dtype, f"{name}:{column}"
-
-
-def _synthetic(rng: np.random.Generator, n: int) -> pd.DataFrame:
-    users = rng.permutation(60)[rng.integers(0, 60, n)]
-    return pd.DataFrame(
-        {
-            "uid": [f"u{u}" for u in users],
-            "iid": rng.integers(0, 90, n).astype(str),
-            "t": rng.integers(0, 40, n) * 10,  # many ties per user
-            "act": rng.choice(["view", "cart", "buy"], n),
-            "dwell": np.round(rng.gamma(2.0, 1.3, n), 3),
-            "score": rng.integers(0, 6, n),
-            "cat": rng.choice(["a", "b", "c", "d"], n),
-        }
-    )
+        assert_same_table(a / name, b / name, name)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_directory_of_csv_equals_pandas_on_the_concatenation(tmp_path: Path, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    log = _synthetic(rng, 3000)
+    log = synthetic_log(rng, 3000)
     whole = tmp_path / "log.csv"
     log.to_csv(whole, index=False)
     folder = tmp_path / "parts"
@@ -102,7 +82,7 @@ def test_bad_input_names_file_and_column(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rng = np.random.default_rng(3)
-    log = _synthetic(rng, 20)
+    log = synthetic_log(rng, 20)
     bad = tmp_path / "nouid.csv"
     log.drop(columns=["uid"]).to_csv(bad, index=False)
     err = _run_bad(tmp_path, bad, capsys)
@@ -135,7 +115,7 @@ def test_bad_input_names_file_and_column(
 def test_items_file_without_category_equals_pandas(tmp_path: Path) -> None:
     """Catalogue order from the items file (unused items too), category from the events."""
     rng = np.random.default_rng(5)
-    log = _synthetic(rng, 1500)
+    log = synthetic_log(rng, 1500)
     log.to_parquet(tmp_path / "log.parquet")
     catalogue = rng.permutation(120).astype(str)  # 30 items no event uses
     items = pd.DataFrame({"iid": catalogue, "title": [f"t {i}," for i in catalogue]})

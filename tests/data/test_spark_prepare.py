@@ -26,6 +26,8 @@ import pytest
 from pipelines.data.prepare import main
 from pipelines.data.prepared import SPLITS, shard_name
 
+from .engines import assert_same_table, synthetic_log
+
 pytest.importorskip("pyspark", reason="pyspark is not installed (pip install -e '.[spark]')")
 if shutil.which("java") is None:
     pytest.skip(
@@ -49,15 +51,7 @@ def _assert_same(a: Path, b: Path, shards: int) -> None:
             (a / "shards" / shard_name(k) / r, b / "shards" / shard_name(k) / r) for r in PER_SHARD
         ]
     for left_path, right_path in pairs:
-        left, right = pd.read_parquet(left_path), pd.read_parquet(right_path)
-        where = str(right_path.relative_to(b))
-        assert list(left.columns) == list(right.columns), where
-        assert len(left) == len(right), where
-        for column in left.columns:
-            assert left[column].dtype == right[column].dtype, f"{where}:{column}"
-            np.testing.assert_array_equal(
-                left[column].to_numpy(), right[column].to_numpy(), err_msg=f"{where}:{column}"
-            )
+        assert_same_table(left_path, right_path, str(right_path.relative_to(b)))
     ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (a, b))
     assert mb["engine"] == "spark" and ma["shards"] == mb["shards"]
     for key in ("vocab", "counts", "behaviors", "numeric_fields", "text_fields"):
@@ -89,23 +83,8 @@ def test_shard_sql_equals_shard_of() -> None:
         spark.stop()
 
 
-def _synthetic(rng: np.random.Generator, n: int) -> pd.DataFrame:
-    users = rng.permutation(60)[rng.integers(0, 60, n)]
-    return pd.DataFrame(
-        {
-            "uid": [f"u{u}" for u in users],
-            "iid": rng.integers(0, 90, n).astype(str),
-            "t": rng.integers(0, 40, n) * 10,  # many ties per user
-            "act": rng.choice(["view", "cart", "buy"], n),
-            "dwell": np.round(rng.gamma(2.0, 1.3, n), 3),
-            "score": rng.integers(0, 6, n),
-            "cat": rng.choice(["a", "b", "c", "d"], n),
-        }
-    )
-
-
 def test_directory_of_csv_with_shards_equals_pandas(tmp_path: Path) -> None:
-    log = _synthetic(np.random.default_rng(0), 3000)
+    log = synthetic_log(np.random.default_rng(0), 3000)
     log.to_csv(tmp_path / "log.csv", index=False)
     folder = tmp_path / "parts"
     folder.mkdir()
@@ -149,7 +128,7 @@ def test_movielens_1m_shards_equal_the_embedded_path(shared_data: Path, tmp_path
 def test_bad_input_names_file_column_and_row(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    log = _synthetic(np.random.default_rng(3), 20)
+    log = synthetic_log(np.random.default_rng(3), 20)
 
     def run(events: Path, *extra: str) -> str:
         out = tmp_path / "out"
