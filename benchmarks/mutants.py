@@ -84,12 +84,12 @@ TESTS: dict[str, list[str]] = {
         f"{ENC}/test_lookup_plan.py",
     ],
 }
-COPIED = ("components", "pipelines", "tests", "pyproject.toml")
+COPIED = ("components", "pipelines", "benchmarks", "tests", "pyproject.toml")
 STATUS_LINE = re.compile(r"^\s+(\S+): (.+)$")
 
 
 def _copy_repo(workdir: Path) -> None:
-    ignore = shutil.ignore_patterns("__pycache__", ".hypothesis", "mutants")
+    ignore = shutil.ignore_patterns("__pycache__", ".hypothesis", "mutants", "results")
     for name in COPIED:
         source, target = REPO / name, workdir / name
         if source.is_dir():
@@ -106,7 +106,7 @@ def _mutmut_config(source: str, tests: list[str]) -> str:
 [tool.mutmut]
 source_paths = ["components"]
 only_mutate = [{json.dumps(source)}]
-also_copy = ["pipelines/"]
+also_copy = ["pipelines/", "benchmarks/"]
 pytest_add_cli_args = ["-p", "no:cacheprovider", "--hypothesis-seed=0", "-x", "-q"]
 pytest_add_cli_args_test_selection = {toml_list(tests)}
 process_isolation = "forkserver"
@@ -148,7 +148,7 @@ def run_file(source: str, workdir: Path, max_children: int) -> dict:
     counts: dict[str, int] = {}
     for status in statuses.values():
         counts[status] = counts.get(status, 0) + 1
-    return {
+    result: dict = {
         "tests": TESTS[source],
         "mutants": len(statuses),
         "killed": counts.get("killed", 0),
@@ -160,6 +160,10 @@ def run_file(source: str, workdir: Path, max_children: int) -> dict:
         "mutmut_exit": run.returncode,
         "workdir": str(root),
     }
+    if run.returncode:  # e.g. the selected tests fail on the unmutated copy ("not checked")
+        result["error"] = (run.stdout + run.stderr).strip().splitlines()[-1:]
+        print(f"mutmut failed on {source}: {result['error']}", file=sys.stderr, flush=True)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

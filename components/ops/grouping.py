@@ -198,8 +198,12 @@ def group_behaviors(
     ):  # the radix sort is about twice as fast on int32 keys
         key = key.to(torch.int32)
     sorted_key, order = torch.sort(key, stable=True)
-    if tracing():  # no slice assignment (AOTInductor cannot lower its slice_scatter)
-        is_first = sorted_key != torch.cat([sorted_key[:1] - 1, sorted_key[:-1]])
+    if tracing():
+        # no slice assignment (AOTInductor cannot lower its slice_scatter) and no ``[:-1]`` of
+        # an N-row tensor: size-oblivious tracing sizes it N - 1 without clamping, -1 when N = 0
+        # (keys are >= 0, so the -1 sentinel differs from every first key)
+        previous = torch.cat([sorted_key.new_full((1,), -1), sorted_key])[:n]
+        is_first = sorted_key != previous
     else:
         is_first = torch.ones(n, dtype=torch.bool, device=device)
         is_first[1:] = sorted_key[1:] != sorted_key[:-1]

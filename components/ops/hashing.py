@@ -42,9 +42,11 @@ def simhash_codes(embeddings: torch.Tensor, planes: torch.Tensor, bits: int) -> 
     if bits < 1 or planes.shape[1] % bits:
         raise ValueError(f"planes [D, m * bits] has {planes.shape[1]} columns, bits={bits}")
     signs = simhash_signatures(embeddings, planes)  # [..., m * bits], ETA's fingerprint bits
-    signs = signs.unflatten(-1, (planes.shape[1] // bits, bits)).to(torch.int64)
-    weights = 2 ** torch.arange(bits, device=embeddings.device, dtype=torch.int64)
-    return (signs * weights).sum(dim=-1)
+    signs = signs.unflatten(-1, (planes.shape[1] // bits, bits)).to(torch.float32)
+    # the code as a float32 product with the bit weights (exact: at most 2**16 - 1 < 2**24);
+    # the int64 form (signs * 2**t).sum() compiles to garbage codes under AOTInductor (CPU)
+    weights = torch.tensor([2.0**t for t in range(bits)], device=embeddings.device)
+    return (signs @ weights).to(torch.int64)
 
 
 def simhash_codes_reference(

@@ -18,6 +18,7 @@ A state older than ``max_state_age`` seconds (its ages' reference time) is rebui
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.serve.state.events import Events
@@ -65,6 +66,13 @@ class AppendRequest(BaseModel):
     behaviors: list[Id]
     ts: list[Finite] = Field(description="unix seconds of each behavior")
     numeric: list[list[Finite]] | None = None
+
+
+def _json(payload: dict[str, Any]) -> Response:
+    """``payload`` (plain JSON types only) as a JSON response, encoded once: FastAPI's default
+    walks a returned dict with ``jsonable_encoder`` first, about 1.5 ms for C = 1,000 scores."""
+    body = json.dumps(payload, allow_nan=False, separators=(",", ":"))
+    return Response(content=body.encode(), media_type="application/json")
 
 
 class _UserLocks:
@@ -120,7 +128,7 @@ def create_app(
         )
 
     @app.post("/rank")
-    def rank(request: RankRequest) -> dict[str, Any]:
+    def rank(request: RankRequest) -> Response:
         c = len(request.items)
         if c != len(request.categories):
             raise bad(422, f"categories: {len(request.categories)} values for {c} items")
@@ -139,12 +147,14 @@ def create_app(
             if not model.stateful:
                 log = store.log(request.user, model.num_numeric)
                 scores = model.rank_from_log(request.user, log, now, items, categories)
-                return {
-                    "user": request.user,
-                    "scores": scores.tolist(),
-                    "state": "stateless",
-                    "as_of": now,
-                }
+                return _json(
+                    {
+                        "user": request.user,
+                        "scores": scores.tolist(),
+                        "state": "stateless",
+                        "as_of": now,
+                    }
+                )
             state, kind = store.state(request.user), "warm"
             length = store.log_length(request.user)
             fresh = state is not None and now - state.as_of <= cfg.max_state_age
@@ -152,12 +162,9 @@ def create_app(
                 state, kind = model.build(store.log(request.user, model.num_numeric), now), "cold"
                 store.put_state(request.user, state)
             scores = model.rank(request.user, state, items, categories)
-        return {
-            "user": request.user,
-            "scores": scores.tolist(),
-            "state": kind,
-            "as_of": state.as_of,
-        }
+        return _json(
+            {"user": request.user, "scores": scores.tolist(), "state": kind, "as_of": state.as_of}
+        )
 
     @app.post("/append")
     def append(request: AppendRequest) -> dict[str, Any]:

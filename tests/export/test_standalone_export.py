@@ -23,7 +23,7 @@ from pipelines.serve.plain_model import ExportError
 
 #: compiled with AOTInductor in CI (the others: torch.export programs); every encoder is
 #: compiled by ``python -m pipelines.export --check-all`` (docs/serving.md)
-AOTI_IN_CI = ("SIMHard",)
+AOTI_IN_CI = ("DMGIN", "SIMHard")
 
 
 @pytest.fixture(scope="module")
