@@ -10,6 +10,10 @@ from torch import nn
 from components.layers.attention_dropout import AttentionDropout
 from components.ops.symbolic import tracing
 
+#: ``forward_shared`` puts the queries of each key set in a [U, P] grid when U * P is at most
+#: this many times the Q queries (+ 64); beyond (one set holds most queries) it gathers keys
+SHARED_PADDING_LIMIT = 4
+
 
 class MultiHeadTargetAttention(nn.Module):
     """``query [B, Dq]`` (or ``[B, C, Dq]``) attends over ``keys [B, T, Dk]`` with ``mask [B, T]``.
@@ -77,13 +81,28 @@ class MultiHeadTargetAttention(nn.Module):
             True
         """
         u, t = keys.shape[0], keys.shape[1]
-        h, d = self.num_heads, self.head_dim
-        qh = self.q(query).view(-1, 1, h, d).transpose(1, 2)  # [Q, H, 1, d]
-        # laid out for the matmuls before the gather (U sets), so the gathered [Q, ...] copies
-        # are the matmuls' operands as they are
-        keys_t = self.k(keys).view(u, t, h, d).permute(0, 2, 3, 1).contiguous()  # [U, H, d, T]
-        values = self.v(keys).view(u, t, h, self.value_dim).transpose(1, 2).contiguous()
-        return self._attend(qh, keys_t[key_of], values[key_of], mask[key_of], None).squeeze(1)
+        h, d, nq = self.num_heads, self.head_dim, query.shape[0]
+        keys_t = self.k(keys).view(u, t, h, d).permute(0, 2, 3, 1)  # [U, H, d, T]
+        values = self.v(keys).view(u, t, h, self.value_dim).transpose(1, 2)  # [U, H, T, dv]
+        counts = torch.bincount(key_of, minlength=u) if not tracing() else None
+        width = int(counts.max()) if counts is not None and nq else 0
+        if counts is None or u * width > SHARED_PADDING_LIMIT * nq + 64:
+            # few queries per set, or one set holding most of them: the sets' keys gathered
+            # per query ([Q, H, d, T] copies), one small matmul per query
+            qh = self.q(query).view(-1, 1, h, d).transpose(1, 2)  # [Q, H, 1, d]
+            kh_t, vh = keys_t.contiguous()[key_of], values.contiguous()[key_of]
+            return self._attend(qh, kh_t, vh, mask[key_of], None).squeeze(1)
+        # the queries of each set side by side in a [U, P] grid (P = most queries of one set):
+        # U matmuls of [P, d] x [d, T] per head, no per-query copy of the keys
+        order = torch.argsort(key_of, stable=True)
+        owner = key_of[order]
+        slot = torch.arange(nq, device=query.device) - (torch.cumsum(counts, 0) - counts)[owner]
+        grid = query.new_zeros(u, width, h, d)
+        grid[owner, slot] = self.q(query[order]).view(nq, h, d)
+        pooled = self._attend(grid.transpose(1, 2), keys_t, values, mask, None)  # [U, P, H dv]
+        out = pooled.new_empty(nq, pooled.shape[-1])
+        out[order] = pooled[owner, slot]
+        return out
 
     def _attend(
         self,
