@@ -36,16 +36,29 @@ ENC, OPS = "tests/encoders", "tests/ops"
 
 #: source file -> the test files run against each of its mutants
 TESTS: dict[str, list[str]] = {
-    "components/ops/group_index.py": [f"{OPS}/test_group_index.py"],
-    "components/ops/grouping.py": [f"{OPS}/test_grouping.py", f"{ENC}/test_no_silent_remap.py"],
-    "components/ops/jagged.py": [f"{OPS}/test_jagged.py"],
-    "components/ops/retrieval.py": [f"{OPS}/test_retrieval.py", f"{ENC}/test_meaning_sim.py"],
+    "components/ops/group_index.py": [
+        f"{OPS}/test_group_index.py",
+        f"{OPS}/test_hashing_index_contract.py",
+    ],
+    "components/ops/grouping.py": [
+        f"{OPS}/test_grouping.py",
+        f"{OPS}/test_grouping_contract.py",
+        f"{ENC}/test_no_silent_remap.py",
+    ],
+    "components/ops/jagged.py": [f"{OPS}/test_jagged.py", f"{OPS}/test_jagged_contract.py"],
+    "components/ops/retrieval.py": [
+        f"{OPS}/test_retrieval.py",
+        f"{OPS}/test_retrieval_contract.py",
+        f"{ENC}/test_meaning_sim.py",
+    ],
     "components/ops/hashing.py": [
         f"{OPS}/test_hashing_clustering.py",
+        f"{OPS}/test_hashing_index_contract.py",
         f"{ENC}/test_meaning_twin_sdim.py",
     ],
     "components/ops/clustering.py": [
         f"{OPS}/test_hashing_clustering.py",
+        f"{OPS}/test_clustering_contract.py",
         f"{ENC}/test_meaning_twin_v2.py",
     ],
     "components/ops/symbolic.py": [
@@ -58,8 +71,14 @@ TESTS: dict[str, list[str]] = {
     "components/layers/mlp.py": [f"{ENC}/test_meaning_din_ciubm.py"],
     "components/layers/self_attention.py": [f"{ENC}/test_meaning_dmgin.py"],
     "components/layers/target_attention.py": [f"{ENC}/test_meaning_sim.py"],
-    "components/layers/time_buckets.py": [f"{ENC}/test_meaning_sim.py"],
-    "components/layers/attention_dropout.py": [f"{ENC}/test_meaning_ctr.py"],
+    "components/layers/time_buckets.py": [
+        "tests/layers/test_time_buckets.py",
+        f"{ENC}/test_meaning_sim.py",
+    ],
+    "components/layers/attention_dropout.py": [
+        "tests/layers/test_attention_dropout.py",
+        f"{ENC}/test_meaning_ctr.py",
+    ],
     "components/layers/numeric.py": ["tests/train/test_numeric_scaling.py"],
     "components/encoders/base.py": [f"{ENC}/test_example_inputs.py", f"{ENC}/test_ranking.py"],
     "components/encoders/example_inputs.py": [f"{ENC}/test_example_inputs.py"],
@@ -84,7 +103,7 @@ TESTS: dict[str, list[str]] = {
         f"{ENC}/test_lookup_plan.py",
     ],
 }
-COPIED = ("components", "pipelines", "benchmarks", "tests", "pyproject.toml")
+COPIED = ("components", "pipelines", "benchmarks", "recipes", "tests", "pyproject.toml")
 STATUS_LINE = re.compile(r"^\s+(\S+): (.+)$")
 
 
@@ -106,7 +125,7 @@ def _mutmut_config(source: str, tests: list[str]) -> str:
 [tool.mutmut]
 source_paths = ["components"]
 only_mutate = [{json.dumps(source)}]
-also_copy = ["pipelines/", "benchmarks/"]
+also_copy = ["pipelines/", "benchmarks/", "recipes/"]
 pytest_add_cli_args = ["-p", "no:cacheprovider", "--hypothesis-seed=0", "-x", "-q"]
 pytest_add_cli_args_test_selection = {toml_list(tests)}
 process_isolation = "forkserver"

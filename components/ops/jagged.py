@@ -175,12 +175,16 @@ def _padded_width(offsets: torch.Tensor, max_len: int) -> int:
     return value_max(lengths.clamp(max=max_len), upper=torch.sym_max(max_len, 2), lower=2)
 
 
-def _kept_window(offsets: torch.Tensor, width: int, keep: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row index ``[B, T]`` (clamped to a valid row) and mask ``[B, T]`` of the kept window."""
+def _kept_window(
+    offsets: torch.Tensor, width: int, keep: str, max_len: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row index ``[B, T]`` (clamped to a valid row) and mask ``[B, T]`` of the kept window:
+    at most ``max_len`` rows per sample (while tracing the width T may exceed ``max_len``: it
+    is at least 2)."""
     if keep not in _KEEP_CHOICES:
         raise ValueError(f"keep must be one of {_KEEP_CHOICES}, got {keep!r}")
     lengths = offsets[1:] - offsets[:-1]
-    kept = lengths.clamp(max=width)
+    kept = lengths.clamp(max=max_len).clamp(max=width)
     start = offsets[:-1] + (lengths - kept if keep == "last" else 0)
     steps = torch.arange(width, dtype=torch.int64, device=offsets.device)
     mask = steps.unsqueeze(0) < kept.unsqueeze(1)
@@ -215,7 +219,7 @@ def jagged_to_padded(
     lengths = offsets[1:] - offsets[:-1]
     row_shape = values.shape[1:]
     if tracing():  # no value-dependent branch: the gather below is the general path
-        index, mask = _kept_window(offsets, width, keep)
+        index, mask = _kept_window(offsets, width, keep, max_len)
         return gather_padded(values, index, mask), mask
     truncates = bool((lengths > width).any()) if batch else False
     if (
@@ -232,7 +236,7 @@ def jagged_to_padded(
         steps = torch.arange(width, dtype=torch.int64, device=offsets.device)
         mask = steps.unsqueeze(0) < lengths.clamp(max=width).unsqueeze(1)
         return padded.reshape(batch, width, *row_shape), mask
-    index, mask = _kept_window(offsets, width, keep)
+    index, mask = _kept_window(offsets, width, keep, max_len)
     return gather_padded(values, index, mask), mask
 
 
@@ -248,7 +252,7 @@ def padded_rows(
         >>> index.tolist(), mask.tolist()
         ([[1, 2], [3, 0]], [[True, True], [True, False]])
     """
-    return _kept_window(offsets, _padded_width(offsets, max_len), keep)
+    return _kept_window(offsets, _padded_width(offsets, max_len), keep, max_len)
 
 
 def jagged_to_padded_reference(
