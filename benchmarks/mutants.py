@@ -67,8 +67,11 @@ TESTS: dict[str, list[str]] = {
         f"{ENC}/test_tracing.py",
     ],
     "components/layers/hstu.py": ["tests/layers/test_hstu.py"],
-    "components/layers/din_activation.py": [f"{ENC}/test_meaning_din_ciubm.py"],
-    "components/layers/mlp.py": [f"{ENC}/test_meaning_din_ciubm.py"],
+    "components/layers/din_activation.py": [
+        "tests/layers/test_mlp.py",
+        f"{ENC}/test_meaning_din_ciubm.py",
+    ],
+    "components/layers/mlp.py": ["tests/layers/test_mlp.py", f"{ENC}/test_meaning_din_ciubm.py"],
     "components/layers/self_attention.py": [f"{ENC}/test_meaning_dmgin.py"],
     "components/layers/target_attention.py": [f"{ENC}/test_meaning_sim.py"],
     "components/layers/time_buckets.py": [
