@@ -82,7 +82,10 @@ TESTS: dict[str, list[str]] = {
         "tests/layers/test_attention_dropout.py",
         f"{ENC}/test_meaning_ctr.py",
     ],
-    "components/layers/numeric.py": ["tests/train/test_numeric_scaling.py"],
+    "components/layers/numeric.py": [
+        "tests/layers/test_numeric.py",
+        "tests/train/test_numeric_scaling.py",
+    ],
     "components/encoders/base.py": [f"{ENC}/test_example_inputs.py", f"{ENC}/test_ranking.py"],
     "components/encoders/example_inputs.py": [f"{ENC}/test_example_inputs.py"],
     "components/encoders/registry.py": [f"{ENC}/test_registry.py"],
