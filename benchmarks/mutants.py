@@ -72,7 +72,10 @@ TESTS: dict[str, list[str]] = {
         f"{ENC}/test_meaning_din_ciubm.py",
     ],
     "components/layers/mlp.py": ["tests/layers/test_mlp.py", f"{ENC}/test_meaning_din_ciubm.py"],
-    "components/layers/self_attention.py": [f"{ENC}/test_meaning_dmgin.py"],
+    "components/layers/self_attention.py": [
+        "tests/layers/test_self_attention.py",
+        f"{ENC}/test_meaning_dmgin.py",
+    ],
     "components/layers/target_attention.py": [f"{ENC}/test_meaning_sim.py"],
     "components/layers/time_buckets.py": [
         "tests/layers/test_time_buckets.py",

@@ -14,7 +14,8 @@ class MultiHeadSelfAttention(nn.Module):
     padded keys masked out. One fused ``D -> 3D`` projection split with ``chunk`` (whose
     backward is a concatenation): ``nn.MultiheadAttention`` selects q, k, v out of a stacked
     tensor instead, and each select's backward zero-fills a full ``[3, S, M, D]`` buffer, which
-    dominated DMGIN's step on CPU. A sequence with no valid key gives zeros.
+    dominated DMGIN's step on CPU. A sequence with no valid key attends to nothing: its
+    attended values are zeros, so its output is the out-projection's bias.
 
     Example:
         >>> attn = MultiHeadSelfAttention(32, num_heads=2)
