@@ -63,7 +63,9 @@ TESTS: dict[str, list[str]] = {
     ],
     "components/ops/symbolic.py": [
         f"{OPS}/test_jagged.py",
+        f"{OPS}/test_jagged_contract.py",
         f"{OPS}/test_grouping.py",
+        f"{OPS}/test_grouping_contract.py",
         f"{ENC}/test_tracing.py",
     ],
     "components/layers/hstu.py": ["tests/layers/test_hstu.py"],
@@ -76,7 +78,11 @@ TESTS: dict[str, list[str]] = {
         "tests/layers/test_self_attention.py",
         f"{ENC}/test_meaning_dmgin.py",
     ],
-    "components/layers/target_attention.py": [f"{ENC}/test_meaning_sim.py"],
+    "components/layers/target_attention.py": [
+        "tests/layers/test_target_attention.py",
+        f"{ENC}/test_meaning_sim.py",
+        f"{ENC}/test_tracing.py",
+    ],
     "components/layers/time_buckets.py": [
         "tests/layers/test_time_buckets.py",
         f"{ENC}/test_meaning_sim.py",
@@ -116,12 +122,14 @@ COPIED = ("components", "pipelines", "benchmarks", "recipes", "tests", "pyprojec
 STATUS_LINE = re.compile(r"^\s+(\S+): (.+)$")
 
 
+_IGNORED = shutil.ignore_patterns("__pycache__", ".hypothesis", "mutants", "results")
+
+
 def _copy_repo(workdir: Path) -> None:
-    ignore = shutil.ignore_patterns("__pycache__", ".hypothesis", "mutants", "results")
     for name in COPIED:
         source, target = REPO / name, workdir / name
         if source.is_dir():
-            shutil.copytree(source, target, ignore=ignore)
+            shutil.copytree(source, target, ignore=_IGNORED)
         else:
             shutil.copy2(source, target)
 
@@ -144,6 +152,79 @@ timeout_constant = 10.0
 """
 
 
+def _statuses(root: Path, env: dict[str, str]) -> dict[str, str]:
+    """mutmut's status of every mutant generated in ``root``."""
+    listing = subprocess.run(
+        [sys.executable, "-m", "mutmut", "results", "--all", "true"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    statuses: dict[str, str] = {}
+    for line in listing.stdout.splitlines():
+        match = STATUS_LINE.match(line)
+        if match:
+            statuses[match.group(1)] = match.group(2).strip()
+    return statuses
+
+
+def recheck(root: Path, tests: list[str], names: list[str], env: dict[str, str]) -> dict[str, str]:
+    """Run the whole test selection against each mutant in ``names`` (``MUTANT_UNDER_TEST`` in
+    the copy's ``mutants/`` tree): ``killed``, ``survived`` or ``timeout`` for each.
+
+    mutmut runs a mutant only against the tests that called its function in mutmut's own stats
+    run; calls made while torch.export traces, and results computed when pytest collects, are
+    missed there, so a mutant that the selected tests do kill can be reported as survived or as
+    "no tests". This runs them all, after checking that the unmutated copy passes."""
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
+    command += ["--hypothesis-seed=0", *tests]
+    started = time.monotonic()
+    base = subprocess.run(command, cwd=root / "mutants", env=env, capture_output=True, text=True)
+    if base.returncode:
+        raise RuntimeError(f"the unmutated copy fails its tests in {root}:\n{base.stdout[-2000:]}")
+    limit = 10 * (time.monotonic() - started) + 30
+    out: dict[str, str] = {}
+    for name in names:
+        try:
+            run = subprocess.run(
+                command,
+                cwd=root / "mutants",
+                env={**env, "MUTANT_UNDER_TEST": name},
+                capture_output=True,
+                timeout=limit,
+            )
+            out[name] = "killed" if run.returncode else "survived"
+        except subprocess.TimeoutExpired:
+            out[name] = "timeout"
+    return out
+
+
+def summarize(source: str, statuses: dict[str, str], rechecked: dict[str, str]) -> dict:
+    """Counts per status after the recheck (a rechecked mutant takes its recheck status)."""
+    final = {**statuses, **rechecked}
+    counts: dict[str, int] = {}
+    for status in final.values():
+        counts[status] = counts.get(status, 0) + 1
+    return {
+        "tests": TESTS[source],
+        "mutants": len(final),
+        "killed": counts.get("killed", 0),
+        "survived": counts.get("survived", 0),
+        "timeout": counts.get("timeout", 0),
+        "other": {k: v for k, v in counts.items() if k not in ("killed", "survived", "timeout")},
+        "survivors": sorted(n for n, s in final.items() if s == "survived"),
+        "rechecked": {
+            "mutants": len(rechecked),
+            "killed": sum(s == "killed" for s in rechecked.values()),
+        },
+    }
+
+
+def _unresolved(statuses: dict[str, str]) -> list[str]:
+    return sorted(n for n, s in statuses.items() if s in ("survived", "no tests"))
+
+
 def run_file(source: str, workdir: Path, max_children: int) -> dict:
     """Mutate one source file in a fresh copy under ``workdir``; its counts and survivors."""
     root = workdir / source.replace("/", "_").removesuffix(".py")
@@ -154,43 +235,40 @@ def run_file(source: str, workdir: Path, max_children: int) -> dict:
     with open(root / "pyproject.toml", "a") as config:
         config.write(_mutmut_config(source, TESTS[source]))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-    mutmut = [sys.executable, "-m", "mutmut"]
     started = time.monotonic()
     run = subprocess.run(
-        [*mutmut, "run", "--max-children", str(max_children)],
+        [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)],
         cwd=root,
         env=env,
         capture_output=True,
         text=True,
     )
-    seconds = round(time.monotonic() - started, 1)
     (root / "mutmut-run.log").write_text(run.stdout + run.stderr)
-    listing = subprocess.run(
-        [*mutmut, "results", "--all", "true"], cwd=root, env=env, capture_output=True, text=True
+    statuses = _statuses(root, env)
+    rechecked = {} if run.returncode else recheck(root, TESTS[source], _unresolved(statuses), env)
+    result = summarize(source, statuses, rechecked)
+    result.update(
+        seconds=round(time.monotonic() - started, 1), mutmut_exit=run.returncode, workdir=str(root)
     )
-    statuses: dict[str, str] = {}
-    for line in listing.stdout.splitlines():
-        match = STATUS_LINE.match(line)
-        if match:
-            statuses[match.group(1)] = match.group(2).strip()
-    counts: dict[str, int] = {}
-    for status in statuses.values():
-        counts[status] = counts.get(status, 0) + 1
-    result: dict = {
-        "tests": TESTS[source],
-        "mutants": len(statuses),
-        "killed": counts.get("killed", 0),
-        "survived": counts.get("survived", 0),
-        "timeout": counts.get("timeout", 0),
-        "other": {k: v for k, v in counts.items() if k not in ("killed", "survived", "timeout")},
-        "survivors": sorted(n for n, s in statuses.items() if s == "survived"),
-        "seconds": seconds,
-        "mutmut_exit": run.returncode,
-        "workdir": str(root),
-    }
     if run.returncode:  # e.g. the selected tests fail on the unmutated copy ("not checked")
         result["error"] = (run.stdout + run.stderr).strip().splitlines()[-1:]
         print(f"mutmut failed on {source}: {result['error']}", file=sys.stderr, flush=True)
+    return result
+
+
+def recheck_kept(source: str, workdir: Path) -> dict:
+    """Re-check the survivors of an earlier kept run (``--keep``) of ``source`` against the
+    repository's tests as they are now (copied over the run's ``tests/``)."""
+    root = workdir / source.replace("/", "_").removesuffix(".py")
+    if not (root / "mutants").is_dir():
+        raise FileNotFoundError(f"no kept mutmut run of {source} under {root}")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    shutil.rmtree(root / "mutants" / "tests")
+    shutil.copytree(REPO / "tests", root / "mutants" / "tests", ignore=_IGNORED)
+    started = time.monotonic()
+    statuses = _statuses(root, env)
+    result = summarize(source, statuses, recheck(root, TESTS[source], _unresolved(statuses), env))
+    result.update(seconds=round(time.monotonic() - started, 1), workdir=str(root))
     return result
 
 
@@ -201,7 +279,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the workdir (mutmut show)")
     parser.add_argument("--max-children", type=int, default=1, help="mutmut worker processes")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="no new run: re-check the survivors of the kept run under --workdir against the "
+        "tests as they are now",
+    )
     args = parser.parse_args(argv)
+    if args.recheck and args.workdir is None:
+        parser.error("--recheck needs the --workdir of a kept run")
     files = args.files or list(TESTS)
     unknown = [f for f in files if f not in TESTS]
     if unknown:
@@ -211,10 +297,15 @@ def main(argv: list[str] | None = None) -> int:
     report.setdefault("files", {})
     report["tool"] = "mutmut " + _mutmut_version()
     report["command"] = "python -m benchmarks.mutants " + " ".join(files)
+    if args.recheck:
+        report["command"] += f" --recheck --workdir {args.workdir}"
     try:
         for source in files:
             print(f"mutating {source} (tests: {' '.join(TESTS[source])})", flush=True)
-            result = run_file(source, workdir, args.max_children)
+            if args.recheck:
+                result = recheck_kept(source, workdir)
+            else:
+                result = run_file(source, workdir, args.max_children)
             if not args.keep:
                 result.pop("workdir")
             report["files"][source] = result
@@ -222,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(report, indent=2) + "\n")
     finally:
-        if not args.keep and args.workdir is None:
+        if not args.keep and args.workdir is None and not args.recheck:
             shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
