@@ -202,3 +202,28 @@ def test_constructor_defaults_and_errors() -> None:
     assert layer.bias.time.shape == (2, 32)
     with pytest.raises(ValueError, match="dim 10 must be divisible by num_heads 3"):
         HSTULayer(10, num_heads=3)
+
+
+def test_offsets_beyond_max_len_share_the_outermost_position_entry() -> None:
+    """A sequence longer than ``max_len``: offsets past +-(max_len - 1) read the table's edge."""
+    torch.manual_seed(0)
+    bias = RelativeTimePositionBias(max_len=3, num_heads=2, num_time_buckets=4)
+    with torch.no_grad():
+        bias.position.normal_()
+    out = bias(torch.zeros(1, 6))  # no time gap: only positions differ
+    for head in range(2):
+        for i in range(6):
+            for j in range(6):
+                offset = max(-2, min(2, j - i))
+                want = bias.position[head, offset + 2] + bias.time[head, 0]
+                torch.testing.assert_close(out[0, head, i, j], want)
+
+
+def test_bias_positions_follow_the_timestamps_device() -> None:
+    """The offsets are made on the timestamps' device, not torch's default one."""
+    bias = RelativeTimePositionBias(max_len=4, num_heads=2)
+    t = torch.tensor([[0.0, 60.0, 3600.0]])
+    want = bias(t)
+    with torch.device("meta"):
+        got = bias(t)
+    assert got.device.type == "cpu" and torch.equal(got, want)
