@@ -265,6 +265,9 @@ def recheck_kept(source: str, workdir: Path) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     shutil.rmtree(root / "mutants" / "tests")
     shutil.copytree(REPO / "tests", root / "mutants" / "tests", ignore=_IGNORED)
+    for name in ("benchmarks", "recipes"):  # runs kept before these were copied lack them
+        if not (root / "mutants" / name).exists():
+            shutil.copytree(REPO / name, root / "mutants" / name, ignore=_IGNORED)
     started = time.monotonic()
     statuses = _statuses(root, env)
     result = summarize(source, statuses, recheck(root, TESTS[source], _unresolved(statuses), env))
