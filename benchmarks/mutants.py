@@ -62,6 +62,7 @@ TESTS: dict[str, list[str]] = {
         f"{ENC}/test_meaning_twin_v2.py",
     ],
     "components/ops/symbolic.py": [
+        f"{OPS}/test_symbolic.py",
         f"{OPS}/test_jagged.py",
         f"{OPS}/test_jagged_contract.py",
         f"{OPS}/test_grouping.py",
