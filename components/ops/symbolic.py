@@ -41,15 +41,12 @@ def tracing() -> bool:
     return torch.compiler.is_compiling() or torch.compiler.is_exporting() or fx_tracing()
 
 
-def _check(condition: object, message: object = None) -> None:
+def _check(condition: object) -> None:
     """``torch._check`` while torch.export / torch.compile trace (a runtime assertion in the
     program); nothing under FX, whose Proxies cannot be tested (the graph re-runs the op)."""
     if fx_tracing():
         return
-    if message is None:
-        torch._check(condition)
-    else:
-        torch._check(condition, message)
+    torch._check(condition)
 
 
 def _assert_true(condition: torch.Tensor, message: str) -> None:

@@ -94,3 +94,15 @@ def test_bincount_counts_on_the_ids_device() -> None:
         counts = bincount(ids, 6)
     assert counts.device.type == "cpu" and counts.dtype == torch.int64
     assert counts.tolist() == [1, 0, 2, 0, 1, 0]
+
+
+def test_eager_sizes_are_python_ints_with_their_floors() -> None:
+    assert value_max(torch.tensor([3, 7, 1]), upper=10) == 7
+    assert value_max(torch.tensor([1]), upper=10, lower=2) == 2
+    assert value_max(torch.zeros(0, dtype=torch.int64), upper=10, lower=2) == 2
+    assert value_min(torch.tensor([4, 0, 3])) == 0  # default lower bound 0
+    assert value_min(torch.tensor([4, 1]), lower=1) == 1  # the bound itself is allowed
+
+
+def test_bincount_takes_int32_ids() -> None:
+    assert bincount(torch.tensor([1, 1, 0], dtype=torch.int32), 3).tolist() == [1, 2, 0]
