@@ -97,8 +97,9 @@ class MultiHeadTargetAttention(nn.Module):
         order = torch.argsort(key_of, stable=True)
         owner = key_of[order]
         slot = torch.arange(nq, device=query.device) - (torch.cumsum(counts, 0) - counts)[owner]
-        grid = query.new_zeros(u, width, h, d)
-        grid[owner, slot] = self.q(query[order]).view(nq, h, d)
+        projected = self.q(query[order]).view(nq, h, d)  # its dtype: bf16 under autocast
+        grid = projected.new_zeros(u, width, h, d)
+        grid[owner, slot] = projected
         pooled = self._attend(grid.transpose(1, 2), keys_t, values, mask, None)  # [U, P, H dv]
         out = pooled.new_empty(nq, pooled.shape[-1])
         out[order] = pooled[owner, slot]
