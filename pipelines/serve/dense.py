@@ -119,15 +119,22 @@ def size_oblivious() -> Iterator[None]:
         yield
 
 
+def export_size_oblivious(
+    module: nn.Module, example: Sequence[torch.Tensor], dynamic_shapes: Sequence[dict]
+) -> torch.export.ExportedProgram:
+    """``torch.export`` (non-strict, no grad, size-oblivious) of ``module`` on ``example``:
+    how the dense part is exported, also for checking one op or layer's traced path."""
+    with torch.no_grad(), size_oblivious():
+        return torch.export.export(
+            module, tuple(example), dynamic_shapes=tuple(dynamic_shapes), strict=False
+        )
+
+
 def export_dense(
     head: SequenceHead, example: Sequence[torch.Tensor]
 ) -> torch.export.ExportedProgram:
     """``torch.export`` of :class:`DenseRanker` (eval mode, no grad) on ``example`` inputs."""
-    ranker = DenseRanker(head).eval()
-    with torch.no_grad(), size_oblivious():
-        return torch.export.export(
-            ranker, tuple(example), dynamic_shapes=dense_dynamic_shapes(), strict=False
-        )
+    return export_size_oblivious(DenseRanker(head).eval(), example, dense_dynamic_shapes())
 
 
 def aoti_package(program: torch.export.ExportedProgram, path: str | Path) -> float:

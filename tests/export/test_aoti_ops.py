@@ -20,14 +20,12 @@ from torch import nn
 
 from components.ops.grouping import group_behaviors
 from components.ops.hashing import simhash_codes
-from pipelines.serve.dense import aoti_package, size_oblivious
+from pipelines.serve.dense import aoti_package, export_size_oblivious
 
 
 def _compile(module: nn.Module, example: tuple, dynamic: tuple, path: Path):
     """``module`` exported as the dense ranker is (size-oblivious, symbolic dims), compiled."""
-    with torch.no_grad(), size_oblivious():
-        program = torch.export.export(module, example, dynamic_shapes=dynamic, strict=False)
-    aoti_package(program, path)
+    aoti_package(export_size_oblivious(module, example, dynamic), path)
     return torch._inductor.aoti_load_package(str(path))
 
 

@@ -20,7 +20,7 @@ from components.ops.grouping import (
     group_stats_dim,
 )
 from components.ops.jagged import lengths_to_offsets
-from pipelines.serve.dense import size_oblivious
+from pipelines.serve.dense import export_size_oblivious
 
 FIELDS = ("behavior_index", "behavior_mask", "group_ids", "group_mask", "group_last_position")
 DTYPES = {
@@ -224,9 +224,7 @@ class _Codes(nn.Module):
 
 def _export(module: nn.Module, example: tuple[torch.Tensor, ...], dynamic: tuple) -> nn.Module:
     """``module`` exported as the dense ranker is (size-oblivious, symbolic sizes)."""
-    with torch.no_grad(), size_oblivious():
-        program = torch.export.export(module, example, dynamic_shapes=dynamic, strict=False)
-    return program.module()
+    return export_size_oblivious(module, example, dynamic).module()
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from components.ops.jagged import (
     segment_ids,
     segment_ids_reference,
 )
-from pipelines.serve.dense import size_oblivious
+from pipelines.serve.dense import export_size_oblivious
 
 LENGTHS = st.lists(st.integers(0, 6), min_size=1, max_size=5)
 # offsets [B + 1] of the edge cases: B = 0, one empty sample, N = 0 with B = 2, B = 1, mixed
@@ -167,9 +167,7 @@ def _export(module: nn.Module) -> nn.Module:
     """``module`` exported as the dense ranker is: symbolic N and B, size-oblivious."""
     example = (torch.randn(7, 2), _offsets([0, 3, 3, 7]))
     dynamic = ({0: torch.export.Dim("N", min=0)}, {0: torch.export.Dim("B1", min=1)})
-    with torch.no_grad(), size_oblivious():
-        program = torch.export.export(module, example, dynamic_shapes=dynamic, strict=False)
-    return program.module()
+    return export_size_oblivious(module, example, dynamic).module()
 
 
 @pytest.mark.parametrize(

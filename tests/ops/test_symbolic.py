@@ -10,13 +10,11 @@ import torch
 from torch import nn
 
 from components.ops.symbolic import bincount, check_offsets, check_range, value_max, value_min
-from pipelines.serve.dense import size_oblivious
+from pipelines.serve.dense import export_size_oblivious
 
 
 def _export(module: nn.Module, example: tuple[torch.Tensor, ...], dims: tuple) -> nn.Module:
-    with torch.no_grad(), size_oblivious():
-        program = torch.export.export(module, example, dynamic_shapes=dims, strict=False)
-    return program.module()
+    return export_size_oblivious(module, example, dims).module()
 
 
 class _Offsets(nn.Module):
