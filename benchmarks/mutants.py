@@ -222,20 +222,29 @@ def summarize(source: str, statuses: dict[str, str], rechecked: dict[str, str]) 
     }
 
 
+def _run_root(workdir: Path, source: str) -> Path:
+    """The folder of ``source``'s run under ``workdir``."""
+    return workdir / source.replace("/", "_").removesuffix(".py")
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
 def _unresolved(statuses: dict[str, str]) -> list[str]:
     return sorted(n for n, s in statuses.items() if s in ("survived", "no tests"))
 
 
 def run_file(source: str, workdir: Path, max_children: int) -> dict:
     """Mutate one source file in a fresh copy under ``workdir``; its counts and survivors."""
-    root = workdir / source.replace("/", "_").removesuffix(".py")
+    root = _run_root(workdir, source)
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
     _copy_repo(root)
     with open(root / "pyproject.toml", "a") as config:
         config.write(_mutmut_config(source, TESTS[source]))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    env = _env()
     started = time.monotonic()
     run = subprocess.run(
         [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)],
@@ -260,10 +269,10 @@ def run_file(source: str, workdir: Path, max_children: int) -> dict:
 def recheck_kept(source: str, workdir: Path) -> dict:
     """Re-check the survivors of an earlier kept run (``--keep``) of ``source`` against the
     repository's tests as they are now (copied over the run's ``tests/``)."""
-    root = workdir / source.replace("/", "_").removesuffix(".py")
+    root = _run_root(workdir, source)
     if not (root / "mutants").is_dir():
         raise FileNotFoundError(f"no kept mutmut run of {source} under {root}")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    env = _env()
     shutil.rmtree(root / "mutants" / "tests")
     shutil.copytree(REPO / "tests", root / "mutants" / "tests", ignore=_IGNORED)
     for name in ("benchmarks", "recipes"):  # runs kept before these were copied lack them
