@@ -81,9 +81,11 @@ def quality_sections(results: Path, base: Path = DOC.parent) -> list[str]:
     paths = sorted(results.glob("quality_*.json"))
     if not paths:
         return []
+    from benchmarks.quality.length import length_sweeps, render_length_table
     from benchmarks.quality.report import render_quality_markdown
 
-    sections = []
+    loaded = [d for d in (read_json(p) for p in paths) if d and not d.get("smoke")]
+    sections = [render_length_table(name, points) for name, points in length_sweeps(loaded).items()]
     for path in paths:
         data = read_json(path)
         if data and data.get("smoke"):

@@ -29,13 +29,25 @@ def _quality_results(results: Path) -> list[dict[str, Any]]:
     return out
 
 
+#: the history length of a ``--max-len`` sweep shown in the per-dataset table (the recipes')
+SWEEP_TABLE_LENGTH = 1_000
+
+
 def quality_summary(results: Path) -> str | None:
-    """One table: a row per model, test AUC and GAUC for every dataset with results."""
+    """One table: a row per model, test AUC and GAUC for every dataset with results (of a
+    ``--max-len`` sweep only its L=1,000 point), then one quality-versus-length table per sweep."""
+    from benchmarks.quality.length import length_sweeps, render_length_table, sweep_key
     from benchmarks.quality.report import quality_targets, summarize
 
-    datasets = _quality_results(results)
-    if not datasets:
+    everything = _quality_results(results)
+    if not everything:
         return None
+    sweeps = length_sweeps(everything)
+    datasets = [
+        d
+        for d in everything
+        if (key := sweep_key(str(d.get("dataset", "")))) is None or key[1] == SWEEP_TABLE_LENGTH
+    ]
     by_dataset = [{r["model"]: r for r in summarize(d) if r["lr"] is not None} for d in datasets]
     models: list[str] = []
     for rows in by_dataset:
@@ -90,6 +102,7 @@ def quality_summary(results: Path) -> str | None:
             "every model above the floor" if not below else "below the floor: " + ", ".join(below)
         )
         lines.append(f"{data['dataset']}: " + "; ".join(parts) + ".")
+    lines += [render_length_table(name, points) for name, points in sweeps.items()]
     return "\n\n".join(lines)
 
 

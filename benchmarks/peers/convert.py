@@ -47,19 +47,10 @@ from pipelines.data.prepared import (
     write_atomically,
     write_json,
 )
+from pipelines.data.subsample import subsample_rows
 
 LONGCTR_FILES = ("train.parquet", "valid.parquet", "test.parquet", "user_info.parquet",
                  "item_info.parquet", "longctr.json")  # fmt: skip
-
-
-def subsample_rows(rows: int, limit: int | None, seed: int) -> np.ndarray:
-    """Sorted indices of a seeded subsample of ``limit`` of ``rows`` rows (all when None or more)."""
-    if limit is None or limit >= rows:
-        return np.arange(rows, dtype=np.int64)
-    if limit < 1:
-        raise ValueError(f"train subsample must be >= 1 rows, got {limit}")
-    chosen = np.random.default_rng(seed).choice(rows, size=limit, replace=False)
-    return np.sort(chosen).astype(np.int64)
 
 
 def derive_aligned(

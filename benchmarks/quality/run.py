@@ -30,14 +30,19 @@ each model's rate chosen from what is recorded (:func:`benchmarks.quality.plan.r
 with a printed reason, when the manifest names no text fields. ``--max-len`` changes
 ``loader.max_len`` for every model and writes its own results file
 (``quality_<dataset>-L<max_len>.json``), for quality-versus-history-length tables.
-``--budget-minutes`` bounds the wall time: no run starts once it is spent, and the runs left
+``--train-samples N`` trains every model and seed on the same seeded subsample of N train
+samples (:mod:`pipelines.data.subsample`; valid and test whole; results file
+``quality_<dataset>-n<N>.json``), for logs whose samples cost more CPU than the budget holds; the
+floor is then fit on the same subsample, and the floor fit on the whole train split is reported
+beside it. ``--budget-minutes`` bounds the wall time: no run starts once it is spent, and the runs left
 are listed (and recorded as not run), never silently dropped.
 
 Usage::
 
     python -m benchmarks.quality --dataset ml-1m-u2999 [--models all|DIN,DMGIN,...]
         [--seeds 0,1,2] [--lr-search-seeds 0] [--lrs 0.002,0.004] [--epochs 2]
-        [--data-dir data] [--k 64] [--max-len 10000] [--budget-minutes 60]
+        [--data-dir data] [--k 64] [--max-len 10000] [--train-samples 40000]
+        [--budget-minutes 60]
     python -m benchmarks.quality --dataset path/to/prepared_dir --budget-minutes 30
     python -m benchmarks.quality --smoke --results-dir /tmp/out   # tiny synthetic run, < 1 min
 """
@@ -206,6 +211,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="loader.max_len for every model (default: recipes')",
     )
     parser.add_argument(
+        "--train-samples",
+        type=int,
+        default=None,
+        help="train every model on the same seeded subsample of this many train samples "
+        "(valid and test whole; pipelines.data.subsample); default: all",
+    )
+    parser.add_argument(
+        "--subsample-seed",
+        type=int,
+        default=0,
+        help="seed of the --train-samples draw (default 0; the same for every model and seed)",
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -237,17 +255,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--epochs must be >= 1")
     if args.max_len is not None and args.max_len < 1:
         parser.error("--max-len must be >= 1")
+    if args.train_samples is not None and args.train_samples < 1:
+        parser.error("--train-samples must be >= 1")
     if args.budget_minutes is not None and args.budget_minutes <= 0:
         parser.error("--budget-minutes must be > 0")
     return args
 
 
 def select_dataset(args: argparse.Namespace) -> DatasetSpec:
-    """The dataset spec of ``--dataset``, renamed ``<name>-L<max_len>`` under ``--max-len``."""
+    """The dataset spec of ``--dataset``, renamed ``<name>-L<max_len>`` under ``--max-len`` and
+    ``<name>-n<rows>`` (``-s<seed>`` unless 0) under ``--train-samples``."""
     spec = resolve_dataset(args.dataset)
     if args.max_len is not None:
         spec = dataclasses.replace(spec, name=f"{spec.name}-L{args.max_len}")
+    if args.train_samples is not None:
+        seed = f"-s{args.subsample_seed}" if args.subsample_seed else ""
+        spec = dataclasses.replace(spec, name=f"{spec.name}-n{args.train_samples}{seed}")
     return spec
+
+
+def train_subsample(root: Path, data_dir: Path, rows: int, seed: int) -> tuple[Path, dict]:
+    """The prepared copy of ``root`` whose train split is the seeded ``rows``-sample subsample
+    (made once under ``data_dir``, reused after) and its description for the results file."""
+    from pipelines.data.subsample import derive_train_subsample
+
+    out = derive_train_subsample(root, data_dir / f"{root.name}-train{rows}-s{seed}", rows, seed)
+    facts = dataset_facts(out)["splits"]
+    return out, {
+        "source": display_path(root),
+        "train_rows": facts.get("train"),
+        "source_train_rows": dataset_facts(root)["splits"].get("train"),
+        "seed": seed,
+        "rule": "every model and seed trains on the same seeded subsample of the train "
+        "samples (numpy default_rng(seed).choice, row order kept); valid and test whole",
+    }
 
 
 def models_for(
@@ -299,6 +340,11 @@ def main(argv: list[str] | None = None) -> int:
         groups, extra_info["groups"] = ensure_groups(spec, root, args.k)
     if any(VARIANTS[m].content for m in models):
         content, extra_info["content"] = ensure_content(spec, root)
+    full_root = root
+    if args.train_samples is not None:  # content comes from the whole dataset, as always
+        root, extra_info["train_subsample"] = train_subsample(
+            full_root, data_dir, args.train_samples, args.subsample_seed
+        )
     extra = [*BENCH_OVERRIDES, f"train.epochs={args.epochs}"]
     if args.max_len is not None:
         extra.append(f"loader.max_len={args.max_len}")
@@ -323,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": args.epochs,
         "k": args.k,
         "left_out": left_out,
+        "train_samples": args.train_samples,
         "budget_minutes": args.budget_minutes,
         "recipe_prefix": spec.recipe_prefix,
         "extra_overrides": extra,
@@ -335,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         data.update(benchmark="quality", dataset=spec.name, smoke=args.smoke, settings=merged)
         data.update(extra_info)
         data.update(dataset_facts=dataset_facts(root), floor=floor_metrics(root))
+        if root != full_root:  # the floor above saw the models' samples; this one all of train
+            data.update(floor_full_train=floor_metrics(full_root))
         data.update(repeat_count=repeat_count_metrics(root))
         data["environment"] = environment()
         data.setdefault("runs", {})

@@ -174,3 +174,52 @@ def test_the_repeat_count_reference_is_a_row_under_the_models() -> None:
         "| repeat count (no model)",
     ]
     assert "held for 38% of test samples" in rows[1] and "| 0.8616 |" in rows[1]
+
+
+def _with_gauc(record: dict[str, Any], gauc: float) -> dict[str, Any]:
+    record["test"]["gauc"] = gauc
+    return record
+
+
+def test_generalisation_targets_name_models_short_of_the_floor_and_dmgins_rank() -> None:
+    results = _results(
+        {
+            "DMGIN": [
+                _with_gauc(_record("DMGIN", 0.002, s, 0.8, 0.715 + 0.01 * s), 0.66)
+                for s in range(2)
+            ],  # AUC 0.720 ± 0.0071
+            "SIMHard": [
+                _with_gauc(_record("SIMHard", 0.002, s, 0.8, 0.724), 0.64) for s in range(2)
+            ],  # first in AUC, 0.004 ahead: within one std
+            "DIN": [_with_gauc(_record("DIN", 0.002, 0, 0.8, 0.705), 0.60)],  # < floor + 0.01
+        }
+    )
+    results["floor"]["test"]["gauc"] = 0.62
+    t = quality_targets(results)
+    assert t["short_of_floor_margin"] == ["DIN"]
+    assert t["not_above_floor_gauc"] == ["DIN"]
+    auc = t["dmgin_first_test_auc"]
+    assert auc["first"] == "SIMHard" and auc["gap"] == pytest.approx(0.004)
+    assert auc["tolerance"] == pytest.approx(0.0070711, abs=1e-6) and auc["met"] is True
+    assert t["dmgin_first_test_gauc"] == {"first": "DMGIN", "gap": 0.0, "tolerance": 0.0,
+                                          "met": True}  # fmt: skip
+    line = next(
+        x for x in render_quality_markdown(results).splitlines() if x.startswith("Generalisation")
+    )
+    assert "short of floor + 0.01 test AUC: ['DIN']" in line
+    assert "not above the floor's test GAUC: ['DIN']" in line
+    assert "DMGIN test AUC 0.0040 behind SIMHard (one std 0.0071: within one std: met)" in line
+    assert "DMGIN first in test GAUC" in line
+    # one seed each: no spread, so second place misses
+    results["runs"]["DMGIN"].pop("lr0.002_s1")
+    results["runs"]["SIMHard"].pop("lr0.002_s1")
+    assert quality_targets(results)["dmgin_first_test_auc"]["met"] is False
+
+
+def test_floor_margin_boundary_and_gauc_tie() -> None:
+    results = _results({"DIN": [_with_gauc(_record("DIN", 0.002, 0, 0.8, 0.71), 0.62)]})
+    results["floor"]["test"]["gauc"] = 0.62
+    t = quality_targets(results)
+    assert t["short_of_floor_margin"] == []  # exactly floor + 0.01 meets the target
+    assert t["not_above_floor_gauc"] == ["DIN"]  # equal is not above
+    assert t["dmgin_first_test_auc"] == {"met": None}

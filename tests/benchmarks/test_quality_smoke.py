@@ -179,3 +179,23 @@ def test_lr_search_seeds_run_the_grid_and_the_other_seeds_only_the_chosen_rate(
     assert "whole grid on seeds [0]" in (tmp_path / "results" / f"{RESULTS_NAME}.md").read_text()
     with pytest.raises(SystemExit, match="must be among"):
         main(_argv(tmp_path, *grid, "--lr-search-seeds", "2"))
+
+
+def test_train_samples_train_on_the_subsample_and_score_the_whole_splits(tmp_path: Path) -> None:
+    assert main(_argv(tmp_path, "--models", "DIN", "--train-samples", "300")) == 0
+    result = json.loads((tmp_path / "results" / f"{RESULTS_NAME}-n300.json").read_text())
+    assert result["dataset"] == "synthetic-smoke-n300"
+    sub = result["train_subsample"]
+    assert (sub["train_rows"], sub["source_train_rows"], sub["seed"]) == (300, 640, 0)
+    assert result["dataset_facts"]["splits"]["train"] == 300
+    assert result["dataset_facts"]["splits"]["valid"] == 80  # whole
+    (record,) = result["runs"]["DIN"].values()
+    assert record["status"] == "ok", record.get("log_tail")
+    assert "data.dataset=" + str(tmp_path / "data" / "synthetic-smoke-train300-s0") in " ".join(
+        record["overrides"]
+    )
+    # the floor fit on the subsample and the one fit on every train sample are both there
+    assert result["floor"]["test"] != result["floor_full_train"]["test"]
+    markdown = (tmp_path / "results" / f"{RESULTS_NAME}-n300.md").read_text()
+    assert "Train subsample: 300 of 640 train samples (seed 0)" in markdown
+    assert "| floor (no model, whole train) |" in markdown
