@@ -12,7 +12,12 @@ items would under a plain attention over them).
 
 What the clustering reads: the frozen content embeddings when :meth:`TWINV2.load_content` gave
 them (the paper clusters multimodal item embeddings, as DMGIN's groups do), otherwise the
-current item ID embeddings, detached. Choices the paper leaves open, written down: a fixed
+current item ID embeddings, detached. Content is projected once, in ``load_content``, onto its
+top ``cluster_dim`` principal components: every k-means pass over a batch then reads
+``cluster_dim`` floats per behavior instead of the content's width (384 for MiniLM), which is
+what made the per-step clustering the whole cost of a training step; distances in the projected
+space equal those in the full one when the content has rank <= ``cluster_dim`` and approximate
+them otherwise (the components hold most of the variance of text embeddings). Choices the paper leaves open, written down: a fixed
 branching (default 8 x 8 = at most 64 clusters per user) instead of splitting until a size
 threshold; deterministic k-means (initial centroids evenly spaced in time, 4 Lloyd iterations);
 with at most 64 clusters the ESU attends over all of them, so the paper's GSU over clusters
@@ -32,7 +37,7 @@ from components.encoders.base import EncoderSpec, History, Query, SequenceEncode
 from components.layers.target_attention import MultiHeadTargetAttention
 from components.layers.time_buckets import TimeIntervalEmbedding
 from components.ops import jagged
-from components.ops.clustering import hierarchical_clusters
+from components.ops.clustering import hierarchical_clusters, principal_projection
 from components.ops.symbolic import bincount
 
 # ops imported by name are FX leaves only where this module registers them (torch.fx.wrap
@@ -50,6 +55,8 @@ class TWINV2Config:
     time_dim: time-interval embedding of a cluster's recency (0 = off).
     size_bias: add ``ln(cluster size)`` to the attention logits (the paper's cluster-aware
         attention; off = plain attention over cluster means).
+    cluster_dim: loaded content is projected onto its top ``cluster_dim`` principal components
+        before clustering (0 = cluster on the full content; content no wider is kept as it is).
     """
 
     branching: tuple[int, ...] = (8, 8)
@@ -57,6 +64,7 @@ class TWINV2Config:
     num_heads: int = 2
     time_dim: int = 8
     size_bias: bool = True
+    cluster_dim: int = 32
 
     def __post_init__(self) -> None:
         self.branching = tuple(int(k) for k in self.branching)
@@ -64,6 +72,8 @@ class TWINV2Config:
             raise ValueError(f"branching must be sizes >= 1, got {self.branching}")
         if self.kmeans_iterations < 0 or self.num_heads < 1:
             raise ValueError("kmeans_iterations must be >= 0 and num_heads >= 1")
+        if self.cluster_dim < 0:
+            raise ValueError(f"cluster_dim must be >= 0, got {self.cluster_dim}")
 
 
 @dataclass
@@ -107,10 +117,11 @@ class TWINV2(SequenceEncoder):
         self.register_buffer("content", torch.zeros(0, 0), persistent=True)  # saved with the model
 
     def load_content(self, content: torch.Tensor) -> None:
-        """Cluster on frozen content embeddings ``[num_items, Dc]`` (row = item index)."""
+        """Cluster on frozen content embeddings ``[num_items, Dc]`` (row = item index), kept
+        as their projection onto the top ``cluster_dim`` principal components."""
         if content.dim() != 2:
             raise ValueError(f"content must be [num_items, Dc], got {tuple(content.shape)}")
-        self.content = content.detach().to(torch.float32).clone()
+        self.content = principal_projection(content.detach(), self.config.cluster_dim)
 
     def cluster_ids(self, history: History) -> torch.Tensor:
         """``[N]`` int64 cluster slot in ``[0, M)`` of every behavior within its user."""

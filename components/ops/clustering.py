@@ -29,6 +29,7 @@ from components.ops.symbolic import bincount, check_offsets
 
 __all__ = [
     "hierarchical_clusters",
+    "principal_projection",
     "segment_kmeans",
     "segment_kmeans_reference",
 ]
@@ -152,3 +153,15 @@ def hierarchical_clusters(
         cluster = cluster * k + segment_kmeans(points, segment, batch * width, k, iterations)
         width *= k
     return cluster
+
+
+def principal_projection(points: torch.Tensor, dim: int) -> torch.Tensor:
+    """``[N, min(dim, D)]`` float32: centred ``points [N, D]`` on their top ``dim`` principal
+    components (the eigenvectors of the largest eigenvalues of the scatter matrix, in float64), so
+    pairwise distances are kept exactly when the points span at most ``dim`` directions. ``dim``
+    0 or >= D: the points unchanged (float32)."""
+    if dim == 0 or dim >= points.shape[1]:
+        return points.to(torch.float32).clone()
+    centred = points.to(torch.float64) - points.to(torch.float64).mean(dim=0, keepdim=True)
+    _, vectors = torch.linalg.eigh(centred.T @ centred)  # eigenvalues ascending
+    return (centred @ vectors[:, -dim:]).to(torch.float32)

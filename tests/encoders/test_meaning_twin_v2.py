@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -136,3 +137,23 @@ def test_content_clustering_ignores_the_id_embeddings() -> None:
         assert len(set(ids[:4].tolist())) == 1
         history.embeddings.mul_(-2.0)
         assert torch.equal(encoder.cluster_ids(history), ids)
+
+
+def test_projected_content_clusters_as_the_full_content() -> None:
+    """Content on a 4-dimensional subspace of R^48, projected on its top 4 components, gives
+    the clusters of the unprojected content (distances are kept), in 4 columns."""
+    g = torch.Generator().manual_seed(3)
+    content = torch.randn(50, 4, generator=g) @ torch.randn(4, 48, generator=g)
+    projected, full = _encoder(cluster_dim=4), _encoder(cluster_dim=0)
+    projected.load_content(content)
+    full.load_content(content)
+    assert projected.content.shape == (50, 4) and full.content.shape == (50, 48)
+    query, history = make_inputs([40, 25, 9], seed=5)
+    with torch.no_grad():
+        assert torch.equal(projected.cluster_ids(history), full.cluster_ids(history))
+    torch.testing.assert_close(projected(query, history), full(query, history))
+
+
+def test_cluster_dim_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="cluster_dim must be >= 0, got -1"):
+        TWINV2Config(cluster_dim=-1)
