@@ -210,6 +210,15 @@ def ensure_content(spec: DatasetSpec, root: Path) -> tuple[Path, str]:
     return path, "C-SFT aligned all-MiniLM-L6-v2 item embeddings (pipelines.content.csft)"
 
 
+def ensure_raw_content(spec: DatasetSpec, root: Path) -> tuple[Path, str]:
+    """``(raw content .npy, description)`` for the ``*-raw`` content variants: the item text
+    embeddings before C-SFT (the synthetic data's random vectors, which have no aligned form)."""
+    if spec.synthetic:
+        return ensure_content(spec, root)
+    _ensure_embeddings(root)
+    return root / "content" / "embeddings.npy", "raw all-MiniLM-L6-v2 item embeddings"
+
+
 def floor_metrics(root: Path) -> dict[str, dict[str, float | None]]:
     """The no-model floor (``pipelines.evaluate.floor``) on the valid and test splits."""
     from pipelines.data.prepared import PreparedDataset

@@ -76,6 +76,7 @@ def plan_runs(
     runs_dir: Path,
     groups: Path | None,
     content: Path | None,
+    raw_content: Path | None = None,
 ) -> list[PlannedRun]:
     """Every (variant, lr, seed), its config loaded and validated before anything trains."""
     from pipelines.train.config import load_config, to_dict
@@ -89,7 +90,7 @@ def plan_runs(
             for seed in seeds:
                 out = runs_dir / spec.name / name / f"lr{lr:g}_s{seed}"
                 overrides = [
-                    *config_overrides(variant, root, groups, content),
+                    *config_overrides(variant, root, groups, content, raw_content),
                     *extra,
                     f"{LR_KEY}={lr}",
                     f"train.seed={seed}",

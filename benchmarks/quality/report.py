@@ -233,6 +233,32 @@ def _generalisation_line(t: dict[str, Any]) -> str:
     return "Generalisation targets (every dataset): " + "; ".join(parts) + "."
 
 
+def content_choice(results: dict[str, Any]) -> dict[str, Any] | None:
+    """Which of CiUBM's content embeddings the valid split prefers: C-SFT aligned (``CiUBM``)
+    or raw (``CiUBM-raw``), by mean valid AUC at each one's chosen rate; None unless both ran."""
+    rows = {r["model"]: r for r in summarize(results) if r["lr"] is not None}
+    if "CiUBM" not in rows or "CiUBM-raw" not in rows:
+        return None
+    aligned, raw = rows["CiUBM"]["valid_auc"]["mean"], rows["CiUBM-raw"]["valid_auc"]["mean"]
+    return {
+        "aligned_valid_auc": aligned,
+        "raw_valid_auc": raw,
+        "chosen": "CiUBM" if aligned > raw else "CiUBM-raw",
+    }
+
+
+def _content_line(results: dict[str, Any]) -> str | None:
+    choice = content_choice(results)
+    if choice is None:
+        return None
+    name = "C-SFT aligned" if choice["chosen"] == "CiUBM" else "raw"
+    return (
+        f"CiUBM's content chosen on valid: {name} (valid AUC aligned "
+        f"{choice['aligned_valid_auc']:.4f}, raw {choice['raw_valid_auc']:.4f}); both rows are "
+        "reported, the test columns of the other are not a choice."
+    )
+
+
 def _settings_lines(results: dict[str, Any]) -> list[str]:
     s = results.get("settings", {})
     lines = []
@@ -269,6 +295,8 @@ def _settings_lines(results: dict[str, Any]) -> list[str]:
         lines.append(f"DMGIN content-cluster groups: {results['groups'].get('source')}.")
     if results.get("content"):
         lines.append(f"CiUBM content: {results['content']}.")
+    if results.get("raw_content"):
+        lines.append(f"CiUBM-raw content: {results['raw_content']}.")
     return lines
 
 
@@ -365,7 +393,10 @@ def render_quality_markdown(results: dict[str, Any]) -> str:
                 + [fmt(t.get("gauc")), fmt(t.get("logloss")), "-", "-", "-", "-"]
             )
     out = [title, "", _facts_line(results), "", *_settings_lines(results), ""]
-    out += [markdown_table(header, table), "", _targets_line(results), "", METRIC_NOTE, ""]
+    out += [markdown_table(header, table), "", _targets_line(results), ""]
+    content_line = _content_line(results)
+    out += [content_line, ""] if content_line else []
+    out += [METRIC_NOTE, ""]
     lrs = sorted({lr for r in rows for lr in r["valid_auc_by_lr"]}, key=float)
     if len(lrs) > 1:
         out += [

@@ -77,6 +77,7 @@ from benchmarks.quality.data import (
     ensure_content,
     ensure_groups,
     ensure_prepared,
+    ensure_raw_content,
     floor_metrics,
     has_item_text,
     repeat_count_metrics,
@@ -334,12 +335,14 @@ def main(argv: list[str] | None = None) -> int:
     models, left_out = models_for(spec, root, models, explicit=args.models != "all")
     for name, reason in left_out.items():
         print(f"{name}: left out: {reason}")
-    groups = content = None
+    groups = content = raw_content = None
     extra_info: dict[str, Any] = {}
     if any(VARIANTS[m].groups for m in models):
         groups, extra_info["groups"] = ensure_groups(spec, root, args.k)
-    if any(VARIANTS[m].content for m in models):
+    if any(VARIANTS[m].content and not VARIANTS[m].raw_content for m in models):
         content, extra_info["content"] = ensure_content(spec, root)
+    if any(VARIANTS[m].raw_content for m in models):
+        raw_content, extra_info["raw_content"] = ensure_raw_content(spec, root)
     full_root = root
     if args.train_samples is not None:  # content comes from the whole dataset, as always
         root, extra_info["train_subsample"] = train_subsample(
@@ -353,7 +356,16 @@ def main(argv: list[str] | None = None) -> int:
         extra += SMOKE_OVERRIDES
     try:
         plan = plan_runs(
-            spec, root, models, lrs, seeds, extra, args.runs_dir.resolve(), groups, content
+            spec,
+            root,
+            models,
+            lrs,
+            seeds,
+            extra,
+            args.runs_dir.resolve(),
+            groups,
+            content,
+            raw_content,
         )
     except (ValueError, FileNotFoundError) as err:  # ConfigError is a ValueError
         raise SystemExit(f"cannot build the benchmark's configs: {err}") from err

@@ -34,6 +34,8 @@ class Variant:
     overrides: extra ``key=value`` overrides on top of the recipe.
     groups: needs the benchmark's content-cluster table (``data.groups``).
     content: needs the frozen content embeddings (``data.content``, CiUBM).
+    raw_content: with ``content``, the raw item text embeddings (``content/embeddings.npy``)
+        instead of the C-SFT aligned ones (``content/aligned.npy``).
     note: what the variant is, for the tables.
     """
 
@@ -42,6 +44,7 @@ class Variant:
     overrides: tuple[str, ...] = ()
     groups: bool = False
     content: bool = False
+    raw_content: bool = False
     note: str = ""
 
 
@@ -63,6 +66,13 @@ VARIANTS: dict[str, Variant] = {
         Variant("SIMSoft", "simsoft", note="inner-product top-K + ESU + aux GSU loss"),
         Variant("ETA", "eta", note="SimHash Hamming top-K + ESU"),
         Variant("CiUBM", "ciubm", content=True, note="frozen content similarity + SimTier"),
+        Variant(
+            "CiUBM-raw",
+            "ciubm",
+            content=True,
+            raw_content=True,
+            note="CiUBM on the raw (not C-SFT aligned) content embeddings",
+        ),
         Variant("TWIN", "twin", note="ESU-consistent attention top-K + ESU"),
         Variant("SDIM", "sdim", note="SimHash bucket sampling, no attention"),
         Variant(
@@ -124,17 +134,21 @@ def config_overrides(
     dataset: Path | str,
     groups: Path | str | None = None,
     content: Path | str | None = None,
+    raw_content: Path | str | None = None,
 ) -> list[str]:
-    """The variant's overrides plus its data paths (``data.groups`` / ``data.content``)."""
+    """The variant's overrides plus its data paths (``data.groups`` / ``data.content``: the
+    aligned ``content``, or ``raw_content`` for a ``raw_content`` variant)."""
     overrides = [f"data.dataset={dataset}", *variant.overrides]
     if variant.groups:
         if groups is None:
             raise ValueError(f"{variant.name} needs a groups table")
         overrides.append(f"data.groups={groups}")
     if variant.content:
-        if content is None:
-            raise ValueError(f"{variant.name} needs a content embedding file")
-        overrides.append(f"data.content={content}")
+        path = raw_content if variant.raw_content else content
+        if path is None:
+            kind = "raw" if variant.raw_content else "aligned"
+            raise ValueError(f"{variant.name} needs a {kind} content embedding file")
+        overrides.append(f"data.content={path}")
     return overrides
 
 

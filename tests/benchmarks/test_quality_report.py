@@ -223,3 +223,23 @@ def test_floor_margin_boundary_and_gauc_tie() -> None:
     assert t["short_of_floor_margin"] == []  # exactly floor + 0.01 meets the target
     assert t["not_above_floor_gauc"] == ["DIN"]  # equal is not above
     assert t["dmgin_first_test_auc"] == {"met": None}
+
+
+def test_ciubms_content_is_chosen_on_valid_not_test() -> None:
+    results = _results(
+        {
+            "CiUBM": [_record("CiUBM", 0.002, 0, 0.80, 0.70)],
+            "CiUBM-raw": [_record("CiUBM-raw", 0.002, 0, 0.79, 0.90)],  # better test only
+        }
+    )
+    markdown = render_quality_markdown(results)
+    assert (
+        "CiUBM's content chosen on valid: C-SFT aligned (valid AUC aligned 0.8000, raw 0.7900)"
+        in markdown
+    )
+    results["runs"]["CiUBM-raw"]["lr0.002_s0"]["valid"]["auc"] = 0.81
+    assert "chosen on valid: raw (valid AUC aligned 0.8000, raw 0.8100)" in render_quality_markdown(
+        results
+    )
+    results["runs"].pop("CiUBM-raw")
+    assert "chosen on valid" not in render_quality_markdown(results)

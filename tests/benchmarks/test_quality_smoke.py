@@ -199,3 +199,14 @@ def test_train_samples_train_on_the_subsample_and_score_the_whole_splits(tmp_pat
     markdown = (tmp_path / "results" / f"{RESULTS_NAME}-n300.md").read_text()
     assert "Train subsample: 300 of 640 train samples (seed 0)" in markdown
     assert "| floor (no model, whole train) |" in markdown
+
+
+def test_the_raw_content_variant_reads_the_raw_embeddings(tmp_path: Path) -> None:
+    from benchmarks.quality.variants import config_overrides
+
+    raw, aligned = VARIANTS["CiUBM-raw"], VARIANTS["CiUBM"]
+    assert config_overrides(raw, "d", None, "a.npy", "r.npy")[-1] == "data.content=r.npy"
+    assert config_overrides(aligned, "d", None, "a.npy", "r.npy")[-1] == "data.content=a.npy"
+    with pytest.raises(ValueError, match="CiUBM-raw needs a raw content embedding file"):
+        config_overrides(raw, "d", None, "a.npy", None)
+    assert raw.recipe == aligned.recipe and raw.overrides == aligned.overrides
