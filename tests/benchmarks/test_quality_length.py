@@ -67,8 +67,8 @@ def test_table_and_rise() -> None:
         10_000: _results("d-L10000", {"DMGIN": [0.76, 0.76]}),
     }
     rise = rises_with_length(points, "DMGIN", 200, 10_000)
-    assert rise["gain"] == pytest.approx(0.03) and rise["rises"] is True
-    assert rise["std"] == pytest.approx(0.0141421, abs=1e-6)
+    assert rise["seeds"] == [0, 1] and rise["gain"] == pytest.approx(0.03)
+    assert rise["std"] == pytest.approx(0.0141421, abs=1e-6) and rise["rises"] is True
     assert rises_with_length(points, "DIN", 200, 10_000) is None  # DIN lacks L=10,000
     assert rises_with_length(points, "DMGIN", 50, 10_000) is None
     text = render_length_table("d", points)
@@ -76,9 +76,21 @@ def test_table_and_rise() -> None:
     assert "| DMGIN | 0.7300 ± 0.0141 / 0.6300 | 0.7600 ± 0.0000 / 0.6600 |" in text
     assert "| DIN | 0.7100 / 0.6100 | - |" in text
     assert "| floor (no model) | 0.7000 / 0.6000 | 0.7000 / 0.6000 |" in text
-    assert "0.7300 -> 0.7600 (+0.0300, largest std 0.0141; target: rises: met)" in text
+    assert (
+        "paired by seed over seeds [0, 1]: 0.7300 -> 0.7600 (+0.0300 ± 0.0141; "
+        "target: rises by more than its std: met)" in text
+    )
+    # a positive mean gain within its std is not a rise
+    points[10_000] = _results("d-L10000", {"DMGIN": [0.75, 0.74]})
+    rise = rises_with_length(points, "DMGIN", 200, 10_000)
+    assert rise["gain"] == pytest.approx(0.015) and rise["rises"] is False
+    # only the seeds both lengths ran are compared: seed 1 of L=200 has no partner
     points[10_000] = _results("d-L10000", {"DMGIN": [0.70]})
-    assert "target: rises: missed" in render_length_table("d", points)
+    rise = rises_with_length(points, "DMGIN", 200, 10_000)
+    assert rise["seeds"] == [0] and rise["gain"] == pytest.approx(-0.02) and rise["std"] is None
+    assert "0.7200 -> 0.7000 (-0.0200, one seed; target: rises by more than its std: missed)" in (
+        render_length_table("d", points)
+    )
 
 
 def test_readme_summary_shows_the_sweep_once(tmp_path: Path) -> None:
