@@ -102,7 +102,7 @@ def quality_summary(results: Path) -> str | None:
             "every model above the floor" if not below else "below the floor: " + ", ".join(below)
         )
         lines.append(f"{data['dataset']}: " + "; ".join(parts) + ".")
-    lines += [render_length_table(name, points) for name, points in sweeps.items()]
+    lines += [render_length_table(name, p, swept_only=True) for name, p in sweeps.items()]
     return "\n\n".join(lines)
 
 

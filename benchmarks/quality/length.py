@@ -87,13 +87,18 @@ def rises_with_length(
     }
 
 
-def render_length_table(name: str, points: dict[int, dict[str, Any]]) -> str:
+def render_length_table(
+    name: str, points: dict[int, dict[str, Any]], swept_only: bool = False
+) -> str:
     """A markdown block: one row per model, one column per history length, cells
-    ``test AUC [± std] / test GAUC``, then the floor and the rise of DMGIN from 200 to 10,000."""
+    ``test AUC [± std] / test GAUC``, then the floor and the rise of DMGIN from 200 to 10,000.
+    ``swept_only``: only the models run at more than one length."""
     rows_by_length = {length: _rows(data) for length, data in points.items()}
     models: list[str] = []
     for rows in rows_by_length.values():
         models += [m for m in rows if m not in models]
+    if swept_only:  # the README's short form: models run at more than one length
+        models = [m for m in models if sum(m in rows for rows in rows_by_length.values()) > 1]
     header = ["model", *(f"L={length:,}" for length in points)]
     table = [[m, *(_cell(rows.get(m)) for rows in rows_by_length.values())] for m in models]
     floor = [(data.get("floor") or {}).get("test", {}) for data in points.values()]

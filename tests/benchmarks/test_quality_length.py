@@ -75,6 +75,8 @@ def test_table_and_rise() -> None:
     assert "| model | L=200 | L=10,000 |" in text
     assert "| DMGIN | 0.7300 ± 0.0141 / 0.6300 | 0.7600 ± 0.0000 / 0.6600 |" in text
     assert "| DIN | 0.7100 / 0.6100 | - |" in text
+    assert "| DIN |" not in render_length_table("d", points, swept_only=True)  # one length only
+    assert "| DMGIN |" in render_length_table("d", points, swept_only=True)
     assert "| floor (no model) | 0.7000 / 0.6000 | 0.7000 / 0.6000 |" in text
     assert (
         "paired by seed over seeds [0, 1]: 0.7300 -> 0.7600 (+0.0300 ± 0.0141; "
