@@ -278,14 +278,15 @@ def select_dataset(args: argparse.Namespace) -> DatasetSpec:
 def train_subsample(root: Path, data_dir: Path, rows: int, seed: int) -> tuple[Path, dict]:
     """The prepared copy of ``root`` whose train split is the seeded ``rows``-sample subsample
     (made once under ``data_dir``, reused after) and its description for the results file."""
+    from pipelines.data.prepared import PreparedDataset
     from pipelines.data.subsample import derive_train_subsample
 
     out = derive_train_subsample(root, data_dir / f"{root.name}-train{rows}-s{seed}", rows, seed)
-    facts = dataset_facts(out)["splits"]
+    drawn = PreparedDataset.open(out).manifest["subsample"]  # what the copy records of its draw
     return out, {
         "source": display_path(root),
-        "train_rows": facts.get("train"),
-        "source_train_rows": dataset_facts(root)["splits"].get("train"),
+        "train_rows": drawn["train_rows"],
+        "source_train_rows": drawn["source_train_rows"],
         "seed": seed,
         "rule": "every model and seed trains on the same seeded subsample of the train "
         "samples (numpy default_rng(seed).choice, row order kept); valid and test whole",
