@@ -112,11 +112,15 @@ TESTS: dict[str, list[str]] = {
         f"{ENC}/test_meaning_dmgin.py",
         f"{ENC}/test_dmgin.py",
         f"{ENC}/test_no_silent_remap.py",
+        f"{ENC}/test_lookup_plan.py",
+        f"{ENC}/test_dmgin_state.py",
     ],
     "components/head.py": [
+        f"{ENC}/test_head_contract.py",
         f"{ENC}/test_no_silent_remap.py",
         f"{ENC}/test_meaning_ctr.py",
         f"{ENC}/test_lookup_plan.py",
+        f"{ENC}/test_ranking.py",
     ],
 }
 COPIED = ("components", "pipelines", "benchmarks", "recipes", "tests", "pyproject.toml")

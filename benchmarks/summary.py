@@ -94,7 +94,7 @@ def quality_summary(results: Path) -> str | None:
             e = t[f"minus_{other}"]
             if e["met"] is None:
                 continue
-            part = f"DMGIN - {other} {e['mean']:+.4f}"
+            part = f"{t['model']} - {other} {e['mean']:+.4f}"
             if data["dataset"] == TARGET_DATASET:
                 part += f" (target >= {e['margin']:+.3f}: {'met' if e['met'] else 'missed'})"
             parts.append(part)

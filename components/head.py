@@ -151,9 +151,8 @@ class SequenceHead(nn.Module):
         candidate rows (user-major) first, then the N history rows. The encoder scores them
         through :meth:`SequenceEncoder.forward_candidates` (DMGIN: one user state for all C)."""
         b, c = history_lengths.shape[0], num_candidates
-        query_emb, history_emb, behavior_emb, _ = _embeddings(
-            item_kt, b * c, None, item_ids.numel() // 3 - b * c
-        )
+        # every history row is looked up here: N, read only with a lookup plan, is not needed
+        query_emb, history_emb, behavior_emb, _ = _embeddings(item_kt, b * c, None, 0)
         user = user_kt["user_id"] if self.config.use_user_embedding else None
         ids = item_ids.view(3, -1)  # item, category, behavior ids per row
         return self.rank_embeddings(

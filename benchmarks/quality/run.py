@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import shutil
 import sys
 import time
@@ -127,6 +128,40 @@ def _metrics(block: dict[str, Any] | None) -> dict[str, float | None]:
     return {k: finite_or_none(block.get(k)) for k in ("auc", "gauc", "logloss", "gauc_coverage")}
 
 
+def selected_valid(summary: dict[str, Any], output_dir: Path) -> dict[str, Any] | None:
+    """The valid metrics of the state the test split was scored with (``metrics.json``'s
+    ``best_valid`` when the best state was; older runs: that step's valid line of
+    ``metrics.jsonl``); the last evaluation's when the last state was scored."""
+    if not str(summary.get("test_state", "")).startswith("best"):
+        return summary.get("valid")
+    if summary.get("best_valid"):
+        return summary["best_valid"]
+    step = (summary.get("best") or {}).get("step")
+    lines = output_dir / "metrics.jsonl"
+    if step is not None and lines.is_file():
+        for line in lines.read_text().splitlines():
+            row = json.loads(line)
+            if row.get("split") == "valid" and row.get("step") == step:
+                return row
+    return summary.get("valid")
+
+
+def refresh_selected_valid(record: dict[str, Any]) -> bool:
+    """Give a record stored before ``valid_last`` existed (its ``valid`` then was the last
+    evaluation's) the selected state's valid metrics, from its run folder when that is still
+    on disk; whether it changed."""
+    if "valid_last" in record or record.get("status") != "ok":
+        return False
+    output_dir = REPO_ROOT / record["output_dir"]
+    metrics_path = output_dir / "metrics.json"
+    if not metrics_path.is_file():
+        return False
+    summary = read_json(metrics_path)
+    record["valid_last"] = _metrics(summary.get("valid"))
+    record["valid"] = _metrics(selected_valid(summary, output_dir))
+    return True
+
+
 def train_one(run: PlannedRun, timeout: float | None) -> dict[str, Any]:
     """Train ``run`` in a child process; the record to store (status ok or failed)."""
     if run.output_dir.exists():
@@ -158,7 +193,8 @@ def train_one(run: PlannedRun, timeout: float | None) -> dict[str, Any]:
         summary = read_json(metrics_path)
         record.update(
             status="ok",
-            valid=_metrics(summary.get("valid")),
+            valid=_metrics(selected_valid(summary, run.output_dir)),
+            valid_last=_metrics(summary.get("valid")),
             test=_metrics(summary.get("test")),
             steps=summary.get("steps"),
             train_seconds=finite_or_none(summary.get("train_seconds")),
@@ -418,6 +454,12 @@ def main(argv: list[str] | None = None) -> int:
             previous = results.get("runs", {}).get(run.variant.name, {}).get(run.key)
             if previous and previous.get("status") == "ok" and previous.get("hash") == run.hash:
                 counts["skipped"] += 1
+                if refresh_selected_valid(previous):
+
+                    def refresh(data: dict[str, Any], run: PlannedRun = run, rec=previous) -> None:
+                        data["runs"][run.variant.name][run.key] = rec
+
+                    results = update_json(results_path, refresh)
                 continue
             if budget_spent():
                 counts["not_run_budget"] += 1

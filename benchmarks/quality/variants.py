@@ -8,6 +8,9 @@ dataset paths, learning rate, epochs and seed) change. DMGIN variants:
 * ``DMGIN``: content-cluster groups (``model.group_key=cluster``; ``data.groups`` = K-means over
   the item content embeddings, ``pipelines.content.cluster``);
 * ``DMGIN-category``: the recipe as written (category groups);
+* ``DMGIN+item``: content-cluster groups plus the candidate item's own statistics
+  (``use_target_item_statistics``: count per behavior type and recency of the history's
+  behaviors on the candidate item);
 * ``DGIN``: item-id groups (DGIN, arXiv 2311.10764);
 * ``DMGIN-no-*``: the content-cluster DMGIN with one part switched off (ablations).
 """
@@ -83,6 +86,13 @@ VARIANTS: dict[str, Variant] = {
         ),
         Variant("TWIN-V2-id", "twinv2", note="per-user hierarchical clusters of the ID embeddings"),
         Variant("DMGIN", "dmgin", _CLUSTER, groups=True, note="content-cluster groups"),
+        Variant(
+            "DMGIN+item",
+            "dmgin",
+            (*_CLUSTER, "model.encoder_config.use_target_item_statistics=true"),
+            groups=True,
+            note="content-cluster groups + the candidate item's own statistics",
+        ),
         Variant("DMGIN-category", "dmgin", ("model.group_key=category",), note="category groups"),
         Variant("DGIN", "dmgin", ("model.group_key=item",), note="item-id groups"),
         _ablation(

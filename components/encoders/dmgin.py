@@ -13,6 +13,10 @@ id, DGIN's variant), the G most recently active kept, oldest -> newest:
 3. CAGAM: multi-head target attention from the candidate over the evolved group vectors.
 4. Target-group attention (from DGIN, arXiv 2311.10764): attention from the candidate over the
    most recent behaviors that share its group, plus log1p of how many there are.
+5. Target-item statistics (optional, ``use_target_item_statistics``): the same statistics over
+   the history's behaviors on the candidate item itself (how often, with which outcome, how
+   recently this user met it). Content groups pool hundreds of items; where the label is the
+   user's past outcome on the same item (repeat consumption), this keeps that signal exact.
 
 Group id 0 is no group (``components.encoders.base.NO_GROUP``): its behaviors take no group
 slot, and a candidate of group 0 has no same-group behaviors.
@@ -77,6 +81,9 @@ class DMGINConfig:
         group (log1p count per behavior type, mean of each numeric field, log1p days since the
         most recent one): DGIN's per-key statistics, computed per candidate in O(N).
     use_group_attention, use_target_group_attention: ablation switches.
+    use_target_item_statistics: the same statistics over the history's behaviors on the
+        candidate item itself (item id 0, unknown, matches none). Off by default: the paper
+        reads groups only; ``docs/benchmarks.md`` measures it on valid per dataset.
     """
 
     max_groups: int = 64
@@ -94,6 +101,7 @@ class DMGINConfig:
     use_group_attention: bool = True
     use_target_group_attention: bool = True
     use_target_group_statistics: bool = True
+    use_target_item_statistics: bool = False
 
     def __post_init__(self) -> None:
         if min(self.max_groups, self.max_per_group, self.hidden_dim, self.target_group_max_len) < 1:
@@ -104,10 +112,11 @@ class DMGINConfig:
             self.use_group_attention
             or self.use_target_group_attention
             or self.use_target_group_statistics
+            or self.use_target_item_statistics
         ):
             raise ValueError(
-                "DMGIN needs use_group_attention, use_target_group_attention or "
-                "use_target_group_statistics"
+                "DMGIN needs use_group_attention, use_target_group_attention, "
+                "use_target_group_statistics or use_target_item_statistics"
             )
         if self.use_group_attention and not (
             self.use_statistics or self.use_intra_group_transformer or self.use_group_embedding
@@ -128,6 +137,7 @@ class DMGINUserState:
             target-group attention reads).
         behavior_embeddings: ``[N, D_b]`` behavior-type embeddings.
         group_ids: ``[N]`` group of each behavior.
+        item_ids: ``[N]`` item of each behavior (the candidate's-item statistics).
         offsets: ``[B + 1]`` jagged offsets of the N rows.
         behavior_ids: ``[N]`` behavior type of each behavior.
         age: ``[N]`` seconds before the query time.
@@ -141,6 +151,8 @@ class DMGINUserState:
             :meth:`DMGIN.forward`).
         embedding_rows: the history's, when only the rows DMGIN reads were looked up
             (``embeddings`` then holds those rows; see :class:`History`).
+        item_index, item_tables: ``group_index`` and ``group_tables`` keyed by item id instead
+            of group (the candidate's-item statistics), built on first use likewise.
     """
 
     groups: torch.Tensor
@@ -148,6 +160,7 @@ class DMGINUserState:
     embeddings: torch.Tensor
     behavior_embeddings: torch.Tensor
     group_ids: torch.Tensor
+    item_ids: torch.Tensor
     offsets: torch.Tensor
     behavior_ids: torch.Tensor
     age: torch.Tensor
@@ -156,6 +169,8 @@ class DMGINUserState:
     group_tables: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
     target_rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
     embedding_rows: torch.Tensor | None = None
+    item_index: GroupIndex | None = None
+    item_tables: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
 
 class DMGIN(SequenceEncoder):
@@ -215,13 +230,14 @@ class DMGIN(SequenceEncoder):
             if cfg.use_target_group_attention
             else None
         )
-        self.target_stats_dim = (
-            spec.num_behaviors + spec.num_numeric + 1 if cfg.use_target_group_statistics else 0
-        )
+        stats_width = spec.num_behaviors + spec.num_numeric + 1
+        self.target_stats_dim = stats_width if cfg.use_target_group_statistics else 0
+        self.item_stats_dim = stats_width if cfg.use_target_item_statistics else 0
         self.output_dim = (
             (self.group_attention.output_dim if self.group_attention is not None else 0)
             + (self.target_attention.output_dim + 1 if self.target_attention is not None else 0)
             + self.target_stats_dim
+            + self.item_stats_dim
         )
 
     # -- candidate independent ----------------------------------------------------------------
@@ -292,6 +308,7 @@ class DMGIN(SequenceEncoder):
                 history.embeddings,
                 history.behavior_embeddings,
                 history.group_ids,
+                history.item_ids,
                 history.offsets,
                 history.behavior_ids,
                 history.age,
@@ -368,6 +385,7 @@ class DMGIN(SequenceEncoder):
             history.embeddings,
             history.behavior_embeddings,
             history.group_ids,
+            history.item_ids,
             history.offsets,
             history.behavior_ids,
             history.age,
@@ -391,7 +409,7 @@ class DMGIN(SequenceEncoder):
             outputs.append(
                 self.group_attention(candidates.embeddings, state.groups, state.group_mask)
             )
-        if self.target_attention is not None or self.target_stats_dim:
+        if self.target_attention is not None or self.target_stats_dim or self.item_stats_dim:
             outputs.append(self._target_group(state, candidates, b, c))
         return torch.cat(outputs, dim=-1)
 
@@ -430,6 +448,11 @@ class DMGIN(SequenceEncoder):
             outputs += [attended, torch.log1p(count).unsqueeze(1)]
         if self.target_stats_dim:
             outputs.append(self._target_group_statistics(state, segment, same, count))
+        if self.item_stats_dim:
+            query_items = searched_groups(candidates.item_ids.reshape(b))  # item 0 matches none
+            same_item = (state.item_ids == query_items[segment]).to(same.dtype)
+            item_count = torch.zeros_like(count).index_add(0, segment, same_item)
+            outputs.append(self._target_group_statistics(state, segment, same_item, item_count))
         return torch.cat(outputs, dim=1).unflatten(0, (b, c))
 
     def _target_group_indexed(
@@ -445,10 +468,7 @@ class DMGIN(SequenceEncoder):
             searched_groups(candidates.group_ids.flatten()),
             self.config.target_group_max_len,
         )
-        # segment S is an all-zero dummy row: queries whose group the user never touched
-        segment = torch.where(found, segment, index.segment_keys.numel())
-        sizes = index.segment_offsets[1:] - index.segment_offsets[:-1]
-        count = torch.cat([sizes, sizes.new_zeros(1)])[segment].to(state.embeddings.dtype)
+        segment, count = self._segment_counts(index, segment, found, state.embeddings.dtype)
         outputs = []
         if self.target_attention is not None:
             queries = candidates.embeddings.flatten(0, 1)
@@ -468,16 +488,38 @@ class DMGIN(SequenceEncoder):
                     state.embeddings, state.behavior_embeddings, state.age, rows[first],
                     mask[first], state.embedding_rows,
                 )  # fmt: skip
-                attended = self.target_attention.forward_shared(
-                    queries, kept, mask[first], key_of
-                )
+                attended = self.target_attention.forward_shared(queries, kept, mask[first], key_of)
             outputs += [attended, torch.log1p(count).unsqueeze(1)]
         if self.target_stats_dim:
             if state.group_tables is None:
                 state.group_tables = self._segment_tables(state, index)
             per_type, sums, newest = (table[segment] for table in state.group_tables)
             outputs.append(self._statistics_from(per_type, sums, newest, count))
+        if self.item_stats_dim:
+            if state.item_index is None:
+                state.item_index = build_group_index(state.item_ids, state.offsets)
+            items = state.item_index
+            _, _, item_segment, item_found = lookup_group(
+                items, users, searched_groups(candidates.item_ids.flatten()), 1
+            )
+            item_segment, item_count = self._segment_counts(
+                items, item_segment, item_found, state.embeddings.dtype
+            )
+            if state.item_tables is None:
+                state.item_tables = self._segment_tables(state, items)
+            per_type, sums, newest = (table[item_segment] for table in state.item_tables)
+            outputs.append(self._statistics_from(per_type, sums, newest, item_count))
         return torch.cat(outputs, dim=1).unflatten(0, (b, c))
+
+    @staticmethod
+    def _segment_counts(
+        index: GroupIndex, segment: torch.Tensor, found: torch.Tensor, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each query's segment (S, an all-zero dummy row, where the user has none of that key)
+        and its number of behaviors."""
+        segment = torch.where(found, segment, index.segment_keys.numel())
+        sizes = index.segment_offsets[1:] - index.segment_offsets[:-1]
+        return segment, torch.cat([sizes, sizes.new_zeros(1)])[segment].to(dtype)
 
     def _segment_tables(
         self, state: DMGINUserState, index: GroupIndex

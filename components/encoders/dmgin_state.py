@@ -70,6 +70,10 @@ class DMGINServingState:
         embeddings, behavior_embeddings, age: ``[R, D]``, ``[R, D_b]``, ``[R]`` retained rows.
         pooled: ``[S, H]`` intra-group transformer output (valid for the kept groups).
         groups, group_mask: ``[G, H]``, ``[G]`` evolved group vectors after the HSTU.
+        item_keys, item_count, item_type_counts, item_numeric_sum, item_min_age: the same
+            statistics per item the user touched (``[I]``, ``[I]``, ``[I, nb]``, ``[I, F]``,
+            ``[I]``; item 0 never), kept only when the encoder reads the candidate item's
+            statistics (``use_target_item_statistics``; empty otherwise).
     """
 
     length: torch.Tensor
@@ -89,17 +93,64 @@ class DMGINServingState:
     pooled: torch.Tensor
     groups: torch.Tensor
     group_mask: torch.Tensor
+    item_keys: torch.Tensor
+    item_count: torch.Tensor
+    item_type_counts: torch.Tensor
+    item_numeric_sum: torch.Tensor
+    item_min_age: torch.Tensor
 
     def to_dict(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, tensors: dict[str, torch.Tensor]) -> DMGINServingState:
+        """The state of :meth:`to_dict`'s tensors. States saved before the per-item tables
+        existed (no ``item_*`` entries) come from encoders that never read them: they get
+        empty tables."""
+        tensors = dict(tensors)
+        if not any(name in tensors for name in _ITEM_FIELDS):
+            nb, f = tensors["type_counts"].shape[1], tensors["numeric_sum"].shape[1]
+            tensors.update(_empty_items(nb, f))
         return cls(**{f.name: tensors[f.name] for f in fields(cls)})
 
 
 def _window(enc: DMGIN) -> int:
     return max(enc.config.max_per_group, enc.config.target_group_max_len)
+
+
+_ITEM_FIELDS = ("item_keys", "item_count", "item_type_counts", "item_numeric_sum", "item_min_age")
+
+
+def _empty_items(nb: int, f: int) -> dict[str, torch.Tensor]:
+    return {
+        "item_keys": torch.zeros(0, dtype=torch.int64),
+        "item_count": torch.zeros(0, dtype=torch.int64),
+        "item_type_counts": torch.zeros(0, nb),
+        "item_numeric_sum": torch.zeros(0, f),
+        "item_min_age": torch.zeros(0),
+    }
+
+
+def _item_statistics(enc: DMGIN, history: History) -> dict[str, torch.Tensor]:
+    """Per item of ``history`` (item 0 left out): count, counts per behavior type, numeric
+    sums and smallest age; empty tables when ``enc`` does not read them."""
+    nb, f = enc.spec.num_behaviors, history.numeric.shape[1]
+    ids = history.item_ids if enc.item_stats_dim else history.item_ids[:0]
+    rows = torch.nonzero(ids != 0).squeeze(1)
+    keys, slot = torch.unique(ids[rows], return_inverse=True)
+    i = keys.numel()
+    age = history.age[rows].to(torch.float32)
+    return {
+        "item_keys": keys,
+        "item_count": torch.bincount(slot, minlength=i),
+        "item_type_counts": torch.zeros(i * nb)
+        .index_add(0, slot * nb + history.behavior_ids[rows], torch.ones(rows.numel()))
+        .view(i, nb),
+        "item_numeric_sum": torch.zeros(i, f).index_add(
+            0, slot, history.numeric[rows].to(torch.float32)
+        ),
+        "item_min_age": torch.full((i,), float("inf")).scatter_reduce(0, slot, age, "amin"),
+    }
 
 
 def _check_one_user(history: History) -> None:
@@ -159,6 +210,7 @@ def build_dmgin_state(enc: DMGIN, history: History) -> DMGINServingState:
         pooled=torch.zeros(s, enc.config.hidden_dim),
         groups=torch.zeros(0),
         group_mask=torch.zeros(0, dtype=torch.bool),
+        **_item_statistics(enc, history),
     )
     return _finish(enc, state, torch.arange(s))
 
@@ -189,6 +241,8 @@ def append_dmgin_events(enc: DMGIN, state: DMGINServingState, events: History) -
     position = int(new["length"])
     touched: set[int] = set()
     f = events.numeric.shape[1]
+    if enc.item_stats_dim:
+        _append_items(new, events, nb)
     for i, (group, behavior) in enumerate(
         zip(events.group_ids.tolist(), events.behavior_ids.tolist(), strict=True)
     ):
@@ -233,6 +287,35 @@ def append_dmgin_events(enc: DMGIN, state: DMGINServingState, events: History) -
     new["length"] = torch.tensor(position, dtype=torch.int64)
     grown = DMGINServingState.from_dict(new)
     return _finish(enc, _compact(grown), torch.tensor(sorted(touched), dtype=torch.int64))
+
+
+def _append_items(new: dict[str, torch.Tensor], events: History, nb: int) -> None:
+    """Fold ``events`` into the per-item statistics of ``new`` (in place; item 0 skipped)."""
+    slot_of = {int(key): i for i, key in enumerate(new["item_keys"].tolist())}
+    f = events.numeric.shape[1]
+    for i, (item, behavior) in enumerate(
+        zip(events.item_ids.tolist(), events.behavior_ids.tolist(), strict=True)
+    ):
+        if item == 0:
+            continue
+        s = slot_of.get(item)
+        if s is None:
+            s = slot_of[item] = new["item_keys"].numel()
+            grow = {
+                "item_keys": torch.tensor([item]),
+                "item_count": torch.zeros(1, dtype=torch.int64),
+                "item_type_counts": torch.zeros(1, nb),
+                "item_numeric_sum": torch.zeros(1, f),
+                "item_min_age": torch.full((1,), float("inf")),
+            }
+            for name, row in grow.items():
+                new[name] = torch.cat([new[name], row])
+        new["item_count"][s] += 1
+        new["item_type_counts"][s, behavior] += 1.0
+        new["item_numeric_sum"][s] += events.numeric[i].to(torch.float32)
+        new["item_min_age"][s] = torch.minimum(
+            new["item_min_age"][s], events.age[i].to(torch.float32)
+        )
 
 
 def _compact(state: DMGINServingState) -> DMGINServingState:
@@ -319,12 +402,48 @@ def _pad(x: torch.Tensor, g: int) -> torch.Tensor:
     return torch.cat([x, x.new_zeros(g - x.shape[0], *x.shape[1:])])
 
 
+def _find(keys: torch.Tensor, wanted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(found [C], slot [C])`` of each wanted key in the unsorted ``keys [S]`` (slot 0 where
+    not found)."""
+    s = keys.numel()
+    if not s:
+        return torch.zeros_like(wanted, dtype=torch.bool), torch.zeros_like(wanted)
+    sorted_keys, perm = torch.sort(keys)
+    at = torch.searchsorted(sorted_keys, wanted).clamp(max=s - 1)
+    return sorted_keys[at] == wanted, perm[at]
+
+
+def _item_part(enc: DMGIN, state: DMGINServingState, item_ids: torch.Tensor | None) -> torch.Tensor:
+    """``[C, num_behaviors + F + 1]``: the candidate items' own statistics."""
+    if item_ids is None:
+        raise ValueError("this DMGIN reads the candidate item's statistics: pass item_ids")
+    found, slot = _find(state.item_keys, searched_groups(item_ids))
+    c, f = item_ids.numel(), state.item_numeric_sum.shape[1]
+    if not state.item_keys.numel():  # nothing to gather from
+        zeros = torch.zeros(c)
+        return enc._statistics_from(
+            torch.zeros(c, enc.spec.num_behaviors), torch.zeros(c, f), zeros + float("inf"), zeros
+        )
+    count = torch.where(found, state.item_count[slot], 0).to(torch.float32)
+    return enc._statistics_from(
+        torch.where(found[:, None], state.item_type_counts[slot], 0.0),
+        torch.where(found[:, None], state.item_numeric_sum[slot], 0.0),
+        torch.where(found, state.item_min_age[slot], float("inf")),
+        count,
+    )
+
+
 @torch.no_grad()
 def score_dmgin_state(
-    enc: DMGIN, state: DMGINServingState, embeddings: torch.Tensor, group_ids: torch.Tensor
+    enc: DMGIN,
+    state: DMGINServingState,
+    embeddings: torch.Tensor,
+    group_ids: torch.Tensor,
+    item_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``[C, output_dim]`` for C candidates (``embeddings [C, D]``, ``group_ids [C]``): the
-    rows :meth:`DMGIN.score_candidates` gives for this user, from the state alone."""
+    """``[C, output_dim]`` for C candidates (``embeddings [C, D]``, ``group_ids [C]``, and
+    ``item_ids [C]`` when the encoder reads the candidate item's statistics): the rows
+    :meth:`DMGIN.score_candidates` gives for this user, from the state alone."""
     c = embeddings.shape[0]
     outputs = []
     if enc.group_attention is not None:
@@ -332,17 +451,9 @@ def score_dmgin_state(
             embeddings.unsqueeze(0), state.groups.unsqueeze(0), state.group_mask.unsqueeze(0)
         )
         outputs.append(attended[0])
-    if enc.target_attention is not None or enc.target_stats_dim:
-        wanted = searched_groups(group_ids)
+    if enc.target_attention is not None or enc.target_stats_dim or enc.item_stats_dim:
         s = state.keys.numel()
-        if s:
-            sorted_keys, perm = torch.sort(state.keys)
-            at = torch.searchsorted(sorted_keys, wanted).clamp(max=s - 1)
-            found = sorted_keys[at] == wanted
-            segment = perm[at]
-        else:
-            found = torch.zeros(c, dtype=torch.bool)
-            segment = torch.zeros(c, dtype=torch.int64)
+        found, segment = _find(state.keys, searched_groups(group_ids))
         count = torch.where(found, state.count[segment] if s else 0, 0).to(torch.float32)
         parts = []
         if enc.target_attention is not None:
@@ -385,5 +496,7 @@ def score_dmgin_state(
                 else (torch.full((c,), float("inf")))
             )
             parts.append(enc._statistics_from(per_type, sums, newest, count))
+        if enc.item_stats_dim:
+            parts.append(_item_part(enc, state, item_ids))
         outputs.append(torch.cat(parts, dim=1))
     return torch.cat(outputs, dim=-1)

@@ -282,6 +282,10 @@ def train(config: ExperimentConfig, resume: str | bool = False) -> dict[str, Any
         "train_seconds": time.time() - started,
         "peak_rss_mib": peak_rss_mib(),
         "valid": state.history[-1] if state.history else None,
+        # the valid evaluation of the kept best state (the one the test split is scored with)
+        "best_valid": next(
+            (r for r in state.history if r.get("step") == selection.best_step), None
+        ),
         "best_valid_auc": state.best_valid_auc,
         "best": {
             "metric": selection.metric,

@@ -93,6 +93,17 @@ def test_table_and_rise() -> None:
     assert "0.7200 -> 0.7000 (-0.0200, one seed; target: rises by more than its std: missed)" in (
         render_length_table("d", points)
     )
+    assert "DMGIN+item test AUC" not in render_length_table("d", points)
+    # DMGIN with the candidate item's statistics gets its own verdict where it ran both lengths
+    points[200]["runs"]["DMGIN+item"] = _results("x", {"DMGIN+item": [0.80]})["runs"]["DMGIN+item"]
+    points[10_000]["runs"]["DMGIN+item"] = _results("x", {"DMGIN+item": [0.83]})["runs"][
+        "DMGIN+item"
+    ]
+    verdict = (
+        "DMGIN+item test AUC from L=200 to L=10,000, paired by seed over seeds [0]: 0.8000 "
+        "-> 0.8300 (+0.0300, one seed; target: rises by more than its std: met)"
+    )
+    assert verdict in render_length_table("d", points)
 
 
 def test_readme_summary_shows_the_sweep_once(tmp_path: Path) -> None:

@@ -243,3 +243,27 @@ def test_ciubms_content_is_chosen_on_valid_not_test() -> None:
     )
     results["runs"].pop("CiUBM-raw")
     assert "chosen on valid" not in render_quality_markdown(results)
+
+
+def test_dmgins_item_statistics_are_chosen_on_valid_and_the_targets_judge_the_choice() -> None:
+    """DMGIN+item stands for DMGIN in the targets only where its valid AUC is higher; a better
+    test AUC alone changes nothing."""
+    results = _results(
+        {
+            "DMGIN": [_record("DMGIN", 0.002, 0, 0.80, 0.72)],
+            "DMGIN+item": [_record("DMGIN+item", 0.002, 0, 0.79, 0.90)],  # better test only
+            "DGIN": [_record("DGIN", 0.002, 0, 0.85, 0.80)],
+        }
+    )
+    t = quality_targets(results)
+    assert t["model"] == "DMGIN"
+    assert t["dmgin_first_test_auc"]["gap"] == pytest.approx(0.18)  # DMGIN+item first, not us
+    markdown = render_quality_markdown(results)
+    assert "candidate-item statistics chosen on valid: off (valid AUC DMGIN 0.8000, " in markdown
+    results["runs"]["DMGIN+item"]["lr0.002_s0"]["valid"]["auc"] = 0.81
+    t = quality_targets(results)
+    assert t["model"] == "DMGIN+item" and t["dmgin_first_test_auc"]["first"] == "DMGIN+item"
+    assert "chosen on valid: on" in render_quality_markdown(results)
+    results["runs"].pop("DMGIN")
+    assert quality_targets(results)["model"] == "DMGIN"  # no choice without both rows
+    assert "candidate-item statistics" not in render_quality_markdown(results)

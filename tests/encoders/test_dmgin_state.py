@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -28,6 +29,7 @@ SWITCHES = (
     "use_target_group_attention",
     "use_target_group_statistics",
 )
+ITEMS = 6  # a small item vocabulary: candidates and behaviors share items
 
 
 def _log(length: int, groups: int, no_group: float, seed: int) -> History:
@@ -37,7 +39,8 @@ def _log(length: int, groups: int, no_group: float, seed: int) -> History:
     ids = torch.randint(1, groups + 1, (length,), generator=gen)
     ids = torch.where(torch.rand(length, generator=gen) < no_group, 0, ids)
     numeric = torch.randn(length, SPEC.num_numeric, generator=gen) * 3
-    return dataclasses.replace(history, group_ids=ids, numeric=numeric)
+    items = torch.randint(0, ITEMS, (length,), generator=gen)  # 0: unknown, matches none
+    return dataclasses.replace(history, group_ids=ids, numeric=numeric, item_ids=items)
 
 
 def _rows(history: History, lo: int, hi: int) -> History:
@@ -51,7 +54,8 @@ def _recomputed(enc: DMGIN, history: History, seed: int) -> tuple[torch.Tensor, 
     groups = cands.group_ids.clone()
     groups[0, :4] = history.group_ids[-4:] if history.group_ids.numel() >= 4 else 1
     groups[0, 4] = 0
-    cands = dataclasses.replace(cands, group_ids=groups)
+    items = torch.arange(9).remainder(ITEMS).unsqueeze(0)  # every item, 0 included
+    cands = dataclasses.replace(cands, group_ids=groups, item_ids=items)
     return cands, enc.forward_candidates(cands, history)[0]
 
 
@@ -62,10 +66,17 @@ def _recomputed(enc: DMGIN, history: History, seed: int) -> tuple[torch.Tensor, 
     groups=st.integers(1, 9),
     no_group=st.sampled_from([0.0, 0.3]),
     off=st.sets(st.sampled_from(SWITCHES), max_size=2),
+    items=st.booleans(),
     seed=st.integers(0, 10_000),
 )
 def test_appends_equal_recompute_on_random_logs(
-    length: int, cuts: list[int], groups: int, no_group: float, off: set[str], seed: int
+    length: int,
+    cuts: list[int],
+    groups: int,
+    no_group: float,
+    off: set[str],
+    items: bool,
+    seed: int,
 ) -> None:
     """Build from a prefix, append the rest in random chunks: after every chunk the state
     scores candidates exactly as DMGIN on the whole history so far (every switch off in turn,
@@ -75,6 +86,7 @@ def test_appends_equal_recompute_on_random_logs(
         max_per_group=2,
         hidden_dim=8,
         target_group_max_len=3,
+        use_target_item_statistics=items,
         **{name: False for name in off},
     )
     torch.manual_seed(seed)
@@ -87,12 +99,14 @@ def test_appends_equal_recompute_on_random_logs(
         state = append_dmgin_events(enc, state, _rows(log, done, point))
         done = point
         cands, want = _recomputed(enc, _rows(log, 0, done), seed)
-        got = score_dmgin_state(enc, state, cands.embeddings[0], cands.group_ids[0])
+        got = score_dmgin_state(
+            enc, state, cands.embeddings[0], cands.group_ids[0], cands.item_ids[0]
+        )
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     # the state survives a round trip through its tensors
     again = DMGINServingState.from_dict(state.to_dict())
     torch.testing.assert_close(
-        score_dmgin_state(enc, again, cands.embeddings[0], cands.group_ids[0]),
+        score_dmgin_state(enc, again, cands.embeddings[0], cands.group_ids[0], cands.item_ids[0]),
         want,
         atol=1e-5,
         rtol=1e-5,
@@ -122,3 +136,26 @@ def test_one_event_at_a_time_equals_build_and_changes_the_scores() -> None:
     # only retained rows are kept: at most W per touched group
     window = max(enc.config.max_per_group, enc.config.target_group_max_len)
     assert state.embeddings.shape[0] <= window * state.keys.numel()
+
+
+def test_item_statistics_need_the_candidates_items_and_old_states_load() -> None:
+    """A DMGIN that reads the candidate item's statistics refuses to score without item ids;
+    a state saved before the per-item tables existed loads with empty ones (its encoder never
+    reads them) and scores as before."""
+    torch.manual_seed(0)
+    config = DMGINConfig(max_groups=3, max_per_group=2, hidden_dim=8)
+    log = _log(30, 4, 0.1, 2)
+    cands, want = _recomputed(DMGIN(SPEC, config).eval(), log, 2)
+    torch.manual_seed(0)
+    plain = DMGIN(SPEC, config).eval()
+    saved = build_dmgin_state(plain, log).to_dict()
+    assert saved["item_keys"].numel() == 0  # not kept when not read
+    old = {k: v for k, v in saved.items() if not k.startswith("item_")}
+    loaded = DMGINServingState.from_dict(old)
+    got = score_dmgin_state(plain, loaded, cands.embeddings[0], cands.group_ids[0])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    reads = DMGIN(SPEC, dataclasses.replace(config, use_target_item_statistics=True)).eval()
+    state = build_dmgin_state(reads, log)
+    assert state.item_keys.numel() > 0 and not bool((state.item_keys == 0).any())
+    with pytest.raises(ValueError, match="item_ids"):
+        score_dmgin_state(reads, state, cands.embeddings[0], cands.group_ids[0])

@@ -27,12 +27,13 @@ from .inputs import SMALL_WINDOWS, SPEC, make_inputs
 DMGIN_WINDOWS = SMALL_WINDOWS["DMGIN"]
 #: (registry name, encoder config): every encoder with small windows, plus the variants whose
 #: rows differ (DMGIN without the intra-group transformer, the group attention or the target
-#: attention; CiUBM with only its histogram, or over the whole history)
+#: attention, or with the candidate item's statistics; CiUBM with only its histogram, or over the whole history)
 CASES: list[tuple[str, dict]] = [
     *SMALL_WINDOWS.items(),
     ("DMGIN", {**DMGIN_WINDOWS, "use_intra_group_transformer": False}),
     ("DMGIN", {**DMGIN_WINDOWS, "use_group_attention": False}),
     ("DMGIN", {**DMGIN_WINDOWS, "use_target_group_attention": False}),
+    ("DMGIN", {**DMGIN_WINDOWS, "use_target_item_statistics": True}),
     ("CiUBM", {"top_k": 3, "use_attention": False}),
     ("CiUBM", {"top_k": None}),
 ]

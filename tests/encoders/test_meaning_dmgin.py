@@ -23,7 +23,12 @@ from components import DMGIN, DMGINConfig, EncoderSpec, History, Query, random_h
 
 D, DB, NB, F = 8, 3, 4, 2
 SMALL = DMGINConfig(
-    max_groups=4, max_per_group=3, hidden_dim=8, num_heads=2, target_group_max_len=3
+    max_groups=4,
+    max_per_group=3,
+    hidden_dim=8,
+    num_heads=2,
+    target_group_max_len=3,
+    use_target_item_statistics=True,
 )
 SWITCHES = [
     "use_statistics",
@@ -33,10 +38,17 @@ SWITCHES = [
     "use_group_attention",
     "use_target_group_attention",
     "use_target_group_statistics",
+    "use_target_item_statistics",
 ]
 CONFIGS = {
     "full": SMALL,
     "acausal": dataclasses.replace(SMALL, causal=False),
+    "only_item_statistics": dataclasses.replace(
+        SMALL,
+        use_group_attention=False,
+        use_target_group_attention=False,
+        use_target_group_statistics=False,
+    ),
     **{f"no_{s[4:]}": dataclasses.replace(SMALL, **{s: False}) for s in SWITCHES},
 }
 
@@ -56,14 +68,15 @@ def make_model(config: DMGINConfig, num_groups: int, seed: int = 0) -> DMGIN:
 
 
 def make_inputs(lengths: list[int], num_groups: int, seed: int = 0) -> tuple[Query, History]:
-    """Histories whose group ids are all in [1, num_groups) (0 is "no group")."""
+    """Histories whose group ids are all in [1, num_groups) (0 is "no group"), over 8 items
+    (candidates often repeat one; item 0, unknown, sometimes)."""
     s = spec(num_groups)
-    history = random_history(s, lengths, num_items=40, num_categories=5, seed=seed)
+    history = random_history(s, lengths, num_items=8, num_categories=5, seed=seed)
     g = torch.Generator().manual_seed(seed + 1)
     b = len(lengths)
     query = Query(
         embeddings=torch.randn(b, D, generator=g),
-        item_ids=torch.randint(1, 40, (b,), generator=g),
+        item_ids=torch.randint(0, 8, (b,), generator=g),
         category_ids=torch.randint(1, 5, (b,), generator=g),
         # mostly a group the user has, sometimes one nobody has
         group_ids=torch.randint(1, num_groups + 1, (b,), generator=g).clamp(max=num_groups - 1),
@@ -154,14 +167,24 @@ def naive_sample(model: DMGIN, query: Query, history: History, s: int) -> torch.
             outputs.append(torch.zeros(model.target_attention.output_dim))
         outputs.append(torch.tensor([math.log1p(len(same))]))
     if model.target_stats_dim:
-        per_type = [0] * NB
-        for r in same:
-            per_type[int(history.behavior_ids[r])] += 1
-        means = history.numeric[same].mean(dim=0) if same else torch.zeros(F)
-        newest = math.log1p(min(float(history.age[r]) for r in same) / 86400.0) if same else 0.0
-        stats = [torch.tensor([math.log1p(c) for c in per_type]), means, torch.tensor([newest])]
-        outputs.append(torch.cat(stats))
+        outputs.append(naive_matched_stats(history, same))
+    if model.item_stats_dim:
+        item = int(query.item_ids[s])  # item 0 (unknown) matches none
+        matched = [r for r in range(lo, hi) if item != 0 and int(history.item_ids[r]) == item]
+        outputs.append(naive_matched_stats(history, matched))
     return torch.cat(outputs)
+
+
+def naive_matched_stats(history: History, rows: list[int]) -> torch.Tensor:
+    """log1p(count per behavior type), mean numeric fields, log1p(days since the newest)."""
+    per_type = [0] * NB
+    for r in rows:
+        per_type[int(history.behavior_ids[r])] += 1
+    means = history.numeric[rows].mean(dim=0) if rows else torch.zeros(F)
+    newest = math.log1p(min(float(history.age[r]) for r in rows) / 86400.0) if rows else 0.0
+    return torch.cat(
+        [torch.tensor([math.log1p(c) for c in per_type]), means, torch.tensor([newest])]
+    )
 
 
 def assert_matches_reference(model: DMGIN, query: Query, history: History) -> None:
@@ -326,7 +349,36 @@ def test_group_zero_is_no_group() -> None:
     grouped = model._group(history)
     assert not bool((grouped.group_ids[grouped.group_mask] == 0).any())
     with torch.no_grad():
-        only_target = make_model(dataclasses.replace(SMALL, use_group_attention=False), 5)
+        only_target = make_model(
+            dataclasses.replace(SMALL, use_group_attention=False, use_target_item_statistics=False),
+            5,
+        )
         out = only_target(query, history)[1]
         # no same-group behavior: zero attention, log1p(0) count, zero statistics
         torch.testing.assert_close(out, torch.zeros_like(out))
+
+
+def test_candidate_item_statistics_read_that_item_only() -> None:
+    """The candidate item's statistics (the whole output when every other part is off) move
+    when a behavior on that item changes type, and not when a behavior on any other item does;
+    a candidate of item 0 (unknown) reads no behavior, even where history rows have item 0."""
+    model = make_model(CONFIGS["only_item_statistics"], 5)
+    query, history = make_inputs([40], num_groups=5, seed=11)
+    item = int(history.item_ids[-1])
+    query.item_ids[0] = item
+    on_item = [r for r in range(40) if int(history.item_ids[r]) == item]
+    others = [r for r in range(40) if int(history.item_ids[r]) != item]
+    assert model.output_dim == NB + F + 1 and others
+    with torch.no_grad():
+        base = model(query, history)
+        assert float(base[0, :NB].sum()) > 0  # the item's counts per behavior type
+        history.behavior_ids[others] = (history.behavior_ids[others] % (NB - 1)) + 1
+        history.numeric[others] += 5.0
+        torch.testing.assert_close(model(query, history), base)
+        history.behavior_ids[on_item[0]] = history.behavior_ids[on_item[0]] % (NB - 1) + 1
+        changed = model(query, history)
+        query.item_ids[0] = 0
+        history.item_ids[::2] = 0
+        unknown = model(query, history)
+    assert not torch.allclose(changed, base)
+    torch.testing.assert_close(unknown, torch.zeros_like(unknown))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -67,7 +69,16 @@ def _jagged_batches(sizes: SyntheticSizes) -> list:
     ]
 
 
-@pytest.mark.parametrize("name", sorted(RECIPE_OF))
+def _model_config(name: str):
+    """The recipe's model config; ``DMGIN+item``: DMGIN's with the candidate item's statistics."""
+    if name == "DMGIN+item":
+        config = recipe_model_config("DMGIN")
+        extra = {**config.encoder_config, "use_target_item_statistics": True}
+        return dataclasses.replace(config, encoder_config=extra)
+    return recipe_model_config(name)
+
+
+@pytest.mark.parametrize("name", [*sorted(RECIPE_OF), "DMGIN+item"])
 def test_head_and_encoder_trace_symbolically_and_equal_eager(name: str) -> None:
     """``head_leaf=False``: no module of the head is a leaf (the encoder's layers are traced op
     by op, its jagged ops are graph nodes), and the graph equals the eager model on batches of
@@ -76,7 +87,7 @@ def test_head_and_encoder_trace_symbolically_and_equal_eager(name: str) -> None:
     from pipelines.data.batch import restrict_item_lookup
 
     torch.manual_seed(0)
-    config = recipe_model_config(name)
+    config = _model_config(name)
     content = content_table(SIZES) if config.encoder == "CiUBM" else None
     model = LifelongCTRModel(config, SIZES.vocab, content_embeddings=content).eval()
     deep = trace_model(model, head_leaf=False)

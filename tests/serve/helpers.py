@@ -31,6 +31,8 @@ ENCODER_CONFIGS: dict[str, dict[str, Any]] = {
     "ETA": {"top_k": 4},
     "DIN": {"max_len": 8},
 }
+#: DMGIN with the candidate item's own statistics (its serving state keeps per-item tables)
+ENCODER_CONFIGS["DMGIN+item"] = {**ENCODER_CONFIGS["DMGIN"], "use_target_item_statistics": True}
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -38,7 +40,7 @@ def model_config(encoder: str) -> ModelConfig:
     return ModelConfig(
         embedding_dim=8,
         behavior_dim=4,
-        encoder=encoder,
+        encoder=encoder.split("+")[0],
         encoder_config=ENCODER_CONFIGS[encoder],
         over_arch=[16],
     )

@@ -11,7 +11,7 @@ from pipelines.serve.state.store import MemoryStore, open_store
 
 from .helpers import random_events, redis_server, serving_model
 
-STATEFUL = ["DMGIN", "SIMHard", "ETA"]
+STATEFUL = ["DMGIN", "DMGIN+item", "SIMHard", "ETA"]
 
 
 @pytest.mark.parametrize("encoder", STATEFUL)
@@ -21,7 +21,10 @@ def test_appended_state_ranks_like_the_model_on_the_whole_log(encoder: str) -> N
     model = serving_model(encoder)
     log = random_events(73, seed=1)
     as_of = float(log.ts[50])  # later behaviors are "newer than the reference"
-    items = np.random.default_rng(2).integers(1, 400, 30)
+    # candidates the user met before (early, late, after the reference time) and new ones
+    items = np.concatenate(
+        [log.item[[0, 5, 39, 45, 60]], np.random.default_rng(2).integers(1, 400, 25)]
+    )
     categories = np.concatenate([log.category[-10:], np.random.default_rng(3).integers(1, 12, 20)])
     state = model.build(log.slice(0, 40), as_of)
     for lo, hi in ((40, 41), (41, 48), (48, 73)):

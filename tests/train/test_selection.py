@@ -133,6 +133,8 @@ def test_test_is_scored_with_the_best_valid_state_and_patience_stops(
             assert i == len(valid) - 1
     assert summary["early_stopped"] == sel.should_stop
     assert summary["best"]["step"] == sel.best_step and summary["best"]["value"] == sel.best_value
+    # metrics.json names the kept state's valid evaluation, not only the last one
+    assert summary["best_valid"] == next(r for r in valid if r["step"] == sel.best_step)
     best_step, last_step = sel.best_step, summary["steps"]
     assert best_step < last_step, "the run's last evaluation was its best: no selection to test"
     (test,) = [r for r in lines if r["split"] == "test"]

@@ -207,6 +207,7 @@ class ServingModel:
                 DMGINServingState.from_dict(state.tensors),
                 cands.embeddings[0],
                 cands.group_ids[0],
+                cands.item_ids[0],
             )
         else:
             interest = score_search_state(
