@@ -52,6 +52,10 @@ def quality_summary(results: Path) -> str | None:
     models: list[str] = []
     for rows in by_dataset:
         models += [m for m in rows if m not in models]
+    from benchmarks.quality.variants import VARIANTS
+
+    order = {name: i for i, name in enumerate(VARIANTS)}  # the benchmark's order, not the files'
+    models.sort(key=lambda m: order.get(m, len(order)))
     header = ["model"]
     for data in datasets:
         header += [f"{data['dataset']} AUC", "GAUC"]
