@@ -413,24 +413,38 @@ def _find(keys: torch.Tensor, wanted: torch.Tensor) -> tuple[torch.Tensor, torch
     return sorted_keys[at] == wanted, perm[at]
 
 
+def _matched_statistics(
+    enc: DMGIN,
+    found: torch.Tensor,
+    slot: torch.Tensor,
+    count: torch.Tensor,
+    tables: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> torch.Tensor:
+    """``[C, num_behaviors + F + 1]``: :meth:`DMGIN._statistics_from` of the rows ``slot`` of
+    ``tables`` (counts per behavior type ``[S, nb]``, numeric sums ``[S, F]``, smallest age
+    ``[S]``) where ``found``, of no behavior elsewhere or when the tables are empty."""
+    type_counts, numeric_sum, min_age = tables
+    if not type_counts.shape[0]:  # no rows (``found`` is all False): gather a dummy one
+        type_counts = type_counts.new_zeros(1, type_counts.shape[1])
+        numeric_sum = numeric_sum.new_zeros(1, numeric_sum.shape[1])
+        min_age = min_age.new_zeros(1)
+    return enc._statistics_from(
+        torch.where(found[:, None], type_counts[slot], 0.0),
+        torch.where(found[:, None], numeric_sum[slot], 0.0),
+        torch.where(found, min_age[slot], float("inf")),
+        count,
+    )
+
+
 def _item_part(enc: DMGIN, state: DMGINServingState, item_ids: torch.Tensor | None) -> torch.Tensor:
     """``[C, num_behaviors + F + 1]``: the candidate items' own statistics."""
     if item_ids is None:
         raise ValueError("this DMGIN reads the candidate item's statistics: pass item_ids")
     found, slot = _find(state.item_keys, searched_groups(item_ids))
-    c, f = item_ids.numel(), state.item_numeric_sum.shape[1]
-    if not state.item_keys.numel():  # nothing to gather from
-        zeros = torch.zeros(c)
-        return enc._statistics_from(
-            torch.zeros(c, enc.spec.num_behaviors), torch.zeros(c, f), zeros + float("inf"), zeros
-        )
-    count = torch.where(found, state.item_count[slot], 0).to(torch.float32)
-    return enc._statistics_from(
-        torch.where(found[:, None], state.item_type_counts[slot], 0.0),
-        torch.where(found[:, None], state.item_numeric_sum[slot], 0.0),
-        torch.where(found, state.item_min_age[slot], float("inf")),
-        count,
-    )
+    counts = state.item_count if state.item_keys.numel() else torch.zeros(1, dtype=torch.int64)
+    count = torch.where(found, counts[slot], 0).to(torch.float32)
+    tables = (state.item_type_counts, state.item_numeric_sum, state.item_min_age)
+    return _matched_statistics(enc, found, slot, count, tables)
 
 
 @torch.no_grad()
@@ -479,23 +493,8 @@ def score_dmgin_state(
             attended = enc.target_attention.forward_shared(embeddings, kept, mask, key_of)
             parts += [attended, torch.log1p(count)[:, None]]
         if enc.target_stats_dim:
-            per_type = (
-                torch.where(found[:, None], state.type_counts[segment], 0.0)
-                if s
-                else (torch.zeros(c, enc.spec.num_behaviors))
-            )
-            f = state.numeric_sum.shape[1]
-            sums = (
-                torch.where(found[:, None], state.numeric_sum[segment], 0.0)
-                if s
-                else (torch.zeros(c, f))
-            )
-            newest = (
-                torch.where(found, state.min_age[segment], float("inf"))
-                if s
-                else (torch.full((c,), float("inf")))
-            )
-            parts.append(enc._statistics_from(per_type, sums, newest, count))
+            tables = (state.type_counts, state.numeric_sum, state.min_age)
+            parts.append(_matched_statistics(enc, found, segment, count, tables))
         if enc.item_stats_dim:
             parts.append(_item_part(enc, state, item_ids))
         outputs.append(torch.cat(parts, dim=1))
