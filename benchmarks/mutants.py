@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,24 +97,78 @@ TESTS: dict[str, list[str]] = {
         "tests/layers/test_numeric.py",
         "tests/train/test_numeric_scaling.py",
     ],
-    "components/encoders/base.py": [f"{ENC}/test_example_inputs.py", f"{ENC}/test_ranking.py"],
+    "components/encoders/base.py": [
+        f"{ENC}/test_base_contract.py",
+        f"{ENC}/test_example_inputs.py",
+        f"{ENC}/test_ranking.py",
+        f"{ENC}/test_lookup_plan.py",
+    ],
     "components/encoders/example_inputs.py": [f"{ENC}/test_example_inputs.py"],
     "components/encoders/registry.py": [f"{ENC}/test_registry.py"],
-    "components/encoders/din.py": [f"{ENC}/test_meaning_din_ciubm.py", f"{ENC}/test_baselines.py"],
-    "components/encoders/sim.py": [f"{ENC}/test_meaning_sim.py", f"{ENC}/test_baselines.py"],
-    "components/encoders/eta.py": [f"{ENC}/test_meaning_sim.py", f"{ENC}/test_ranking.py"],
-    "components/encoders/ciubm.py": [f"{ENC}/test_meaning_din_ciubm.py", f"{ENC}/test_ciubm.py"],
-    "components/encoders/twin.py": [f"{ENC}/test_meaning_twin_sdim.py", f"{ENC}/test_ranking.py"],
-    "components/encoders/sdim.py": [f"{ENC}/test_meaning_twin_sdim.py", f"{ENC}/test_ranking.py"],
-    "components/encoders/twin_v2.py": [f"{ENC}/test_meaning_twin_v2.py", f"{ENC}/test_ranking.py"],
+    "components/encoders/din.py": [
+        f"{ENC}/test_baseline_contract.py",
+        f"{ENC}/test_meaning_din_ciubm.py",
+        f"{ENC}/test_baselines.py",
+        f"{ENC}/test_lookup_plan.py",
+        f"{ENC}/test_tracing.py",
+    ],
+    "components/encoders/sim.py": [
+        f"{ENC}/test_baseline_contract.py",
+        f"{ENC}/test_meaning_sim.py",
+        f"{ENC}/test_baselines.py",
+        f"{ENC}/test_ranking.py",
+        f"{ENC}/test_search_state.py",
+        f"{ENC}/test_lookup_plan.py",
+        f"{ENC}/test_tracing.py",
+    ],
+    "components/encoders/eta.py": [
+        f"{ENC}/test_baseline_contract.py",
+        f"{ENC}/test_meaning_sim.py",
+        f"{ENC}/test_ranking.py",
+        f"{ENC}/test_lookup_plan.py",
+        f"{ENC}/test_tracing.py",
+    ],
+    "components/encoders/ciubm.py": [
+        f"{ENC}/test_ciubm_contract.py",
+        f"{ENC}/test_ranking.py",
+        f"{ENC}/test_lookup_plan.py",
+        f"{ENC}/test_meaning_din_ciubm.py",
+        f"{ENC}/test_ciubm.py",
+        f"{ENC}/test_tracing.py",
+        f"{ENC}/test_baseline_contract.py",
+    ],
+    "components/encoders/twin.py": [
+        f"{ENC}/test_baseline_contract.py",
+        f"{ENC}/test_meaning_twin_sdim.py",
+        f"{ENC}/test_ranking.py",
+        f"{ENC}/test_lookup_plan.py",
+        f"{ENC}/test_tracing.py",
+    ],
+    "components/encoders/sdim.py": [
+        f"{ENC}/test_baseline_contract.py",
+        f"{ENC}/test_meaning_twin_sdim.py",
+        f"{ENC}/test_ranking.py",
+        f"{ENC}/test_lookup_plan.py",
+        f"{ENC}/test_tracing.py",
+    ],
+    "components/encoders/twin_v2.py": [
+        f"{ENC}/test_baseline_contract.py",
+        f"{ENC}/test_meaning_twin_v2.py",
+        f"{ENC}/test_ranking.py",
+        f"{ENC}/test_lookup_plan.py",
+        f"{ENC}/test_tracing.py",
+    ],
     "components/encoders/dmgin_state.py": [f"{ENC}/test_dmgin_state.py"],
     "components/encoders/search_state.py": [f"{ENC}/test_search_state.py"],
     "components/encoders/dmgin.py": [
+        f"{ENC}/test_dmgin_contract.py",
         f"{ENC}/test_meaning_dmgin.py",
         f"{ENC}/test_dmgin.py",
         f"{ENC}/test_no_silent_remap.py",
         f"{ENC}/test_lookup_plan.py",
         f"{ENC}/test_dmgin_state.py",
+        f"{ENC}/test_ranking.py",
+        f"{ENC}/test_tracing.py",
     ],
     "components/head.py": [
         f"{ENC}/test_head_contract.py",
@@ -174,14 +229,17 @@ def _statuses(root: Path, env: dict[str, str]) -> dict[str, str]:
     return statuses
 
 
-def recheck(root: Path, tests: list[str], names: list[str], env: dict[str, str]) -> dict[str, str]:
+def recheck(
+    root: Path, tests: list[str], names: list[str], env: dict[str, str], jobs: int = 1
+) -> dict[str, str]:
     """Run the whole test selection against each mutant in ``names`` (``MUTANT_UNDER_TEST`` in
     the copy's ``mutants/`` tree): ``killed``, ``survived`` or ``timeout`` for each.
 
     mutmut runs a mutant only against the tests that called its function in mutmut's own stats
     run; calls made while torch.export traces, and results computed when pytest collects, are
     missed there, so a mutant that the selected tests do kill can be reported as survived or as
-    "no tests". This runs them all, after checking that the unmutated copy passes."""
+    "no tests". This runs them all, after checking that the unmutated copy passes; ``jobs``
+    mutants at a time (each in its own pytest process)."""
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
     command += ["--hypothesis-seed=0", *tests]
     started = time.monotonic()
@@ -189,8 +247,8 @@ def recheck(root: Path, tests: list[str], names: list[str], env: dict[str, str])
     if base.returncode:
         raise RuntimeError(f"the unmutated copy fails its tests in {root}:\n{base.stdout[-2000:]}")
     limit = 10 * (time.monotonic() - started) + 30
-    out: dict[str, str] = {}
-    for name in names:
+
+    def status(name: str) -> str:
         try:
             run = subprocess.run(
                 command,
@@ -199,10 +257,12 @@ def recheck(root: Path, tests: list[str], names: list[str], env: dict[str, str])
                 capture_output=True,
                 timeout=limit,
             )
-            out[name] = "killed" if run.returncode else "survived"
         except subprocess.TimeoutExpired:
-            out[name] = "timeout"
-    return out
+            return "timeout"
+        return "killed" if run.returncode else "survived"
+
+    with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+        return dict(zip(names, pool.map(status, names), strict=True))
 
 
 def summarize(source: str, statuses: dict[str, str], rechecked: dict[str, str]) -> dict:
@@ -259,7 +319,11 @@ def run_file(source: str, workdir: Path, max_children: int) -> dict:
     )
     (root / "mutmut-run.log").write_text(run.stdout + run.stderr)
     statuses = _statuses(root, env)
-    rechecked = {} if run.returncode else recheck(root, TESTS[source], _unresolved(statuses), env)
+    rechecked = (
+        {}
+        if run.returncode
+        else recheck(root, TESTS[source], _unresolved(statuses), env, max_children)
+    )
     result = summarize(source, statuses, rechecked)
     result.update(
         seconds=round(time.monotonic() - started, 1), mutmut_exit=run.returncode, workdir=str(root)
@@ -270,7 +334,7 @@ def run_file(source: str, workdir: Path, max_children: int) -> dict:
     return result
 
 
-def recheck_kept(source: str, workdir: Path) -> dict:
+def recheck_kept(source: str, workdir: Path, jobs: int = 1) -> dict:
     """Re-check the survivors of an earlier kept run (``--keep``) of ``source`` against the
     repository's tests as they are now (copied over the run's ``tests/``)."""
     root = _run_root(workdir, source)
@@ -284,7 +348,8 @@ def recheck_kept(source: str, workdir: Path) -> dict:
             shutil.copytree(REPO / name, root / "mutants" / name, ignore=_IGNORED)
     started = time.monotonic()
     statuses = _statuses(root, env)
-    result = summarize(source, statuses, recheck(root, TESTS[source], _unresolved(statuses), env))
+    names = _unresolved(statuses)
+    result = summarize(source, statuses, recheck(root, TESTS[source], names, env, jobs))
     result.update(seconds=round(time.monotonic() - started, 1), workdir=str(root))
     return result
 
@@ -294,7 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("files", nargs="*", help=f"default: all of {len(TESTS)} files")
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the workdir (mutmut show)")
-    parser.add_argument("--max-children", type=int, default=1, help="mutmut worker processes")
+    parser.add_argument(
+        "--max-children", type=int, default=1, help="mutmut worker processes (and --recheck's)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
         "--recheck",
@@ -320,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         for source in files:
             print(f"mutating {source} (tests: {' '.join(TESTS[source])})", flush=True)
             if args.recheck:
-                result = recheck_kept(source, workdir)
+                result = recheck_kept(source, workdir, args.max_children)
             else:
                 result = run_file(source, workdir, args.max_children)
             if not args.keep:

@@ -106,7 +106,8 @@ class History:
 
 def embedding_index(embedding_rows: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor:
     """``index`` (rows into N) -> rows of the looked-up embeddings (:class:`History`'s
-    ``embedding_rows``; None: the same). Out-of-range entries (masked slots) read row 0."""
+    ``embedding_rows``; None: the same). Out-of-range entries (masked slots) are clamped to
+    the first or last behavior's row (row 0 when there is none): the caller masks their values."""
     if embedding_rows is None:
         return index
     if embedding_rows.numel() == 0:  # no behaviors: every slot is masked

@@ -104,3 +104,70 @@ def test_random_batch_is_a_valid_model_input(lengths: list[int], seed: int) -> N
 def test_random_batch_rejects_a_negative_length() -> None:
     with pytest.raises(ValueError, match="history_lengths must be >= 0"):
         random_batch([3, -2], users=5, items=9, categories=3, behaviors=2)
+
+
+FULL_SPEC = EncoderSpec(6, 3, num_behaviors=4, num_numeric=2, num_groups=5)
+
+
+def _fields(obj: object) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in vars(obj).items() if isinstance(v, torch.Tensor)}
+
+
+def test_every_field_comes_from_the_private_generator() -> None:
+    """Whatever the global seed, one seed gives the same values in every field, and the global
+    RNG is where it was."""
+    outputs = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        expected_next = torch.rand(1)
+        torch.manual_seed(global_seed)
+        history = random_history(FULL_SPEC, [4, 0, 3], seed=5)
+        query = random_query(FULL_SPEC, 3, seed=6)
+        grid = random_query(FULL_SPEC, 2, candidates=3, seed=6)
+        assert torch.rand(1).item() == expected_next.item()
+        outputs.append(
+            {
+                **_fields(history),
+                **{f"q_{k}": v for k, v in _fields(query).items()},
+                **{f"g_{k}": v for k, v in _fields(grid).items()},
+            }
+        )
+    assert outputs[0].keys() == outputs[1].keys()
+    for name, value in outputs[0].items():
+        assert torch.equal(value, outputs[1][name]), name
+
+
+def test_defaults() -> None:
+    """seed 0 / 1, no gradient, 1,000 items and 20 categories (the largest ids are drawn)."""
+    for made, explicit in (
+        (random_history(FULL_SPEC, [3, 2]), random_history(FULL_SPEC, [3, 2], seed=0)),
+        (random_query(FULL_SPEC, 4), random_query(FULL_SPEC, 4, seed=1)),
+    ):
+        assert not made.embeddings.requires_grad
+        for name, value in _fields(made).items():
+            assert torch.equal(value, _fields(explicit)[name]), name
+    history = random_history(FULL_SPEC, [20_000])
+    query = random_query(FULL_SPEC, 20_000)
+    for ids, vocab in (
+        (history.item_ids, 1000),
+        (history.category_ids, 20),
+        (query.item_ids, 1000),
+        (query.category_ids, 20),
+    ):
+        assert ids.dtype == torch.int64 and (int(ids.min()), int(ids.max())) == (1, vocab - 1)
+
+
+def test_ages_span_seconds_to_months_oldest_first() -> None:
+    """Ages are 1 s plus up to 10^7 s (about 4 months), from the generator's sorted draws."""
+    history = random_history(FULL_SPEC, [5, 3], seed=9)
+    generator = torch.Generator().manual_seed(9)
+    draws = [torch.sort(torch.rand(k, generator=generator), descending=True).values for k in (5, 3)]
+    torch.testing.assert_close(history.age, 1.0 + torch.cat(draws) * 1e7, rtol=0, atol=0)
+    long = random_history(FULL_SPEC, [2000]).age
+    assert float(long.min()) > 1.0 and 9e6 < float(long.max()) <= 1e7 + 1
+
+
+def test_an_empty_batch_has_int64_lengths() -> None:
+    history = random_history(FULL_SPEC, [])
+    assert history.lengths.dtype == torch.int64 and history.offsets.tolist() == [0]
+    assert history.embeddings.shape == (0, 6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -52,6 +53,14 @@ CUSTOM_MODULE = textwrap.dedent(
 
     class NotAnEncoder:
         config_class = RecentMeanConfig
+
+
+    class ConfigInstance(RecentMean):
+        config_class = RecentMeanConfig()
+
+
+    class ConfigNotDataclass(RecentMean):
+        config_class = dict
     '''
 )
 
@@ -109,10 +118,15 @@ def test_resolve_names_built_ins_and_module_paths(custom_module: str) -> None:
         ("{module}:Missing", "has no 'Missing'"),
         ("{module}:NotAnEncoder", "NotAnEncoder is not a SequenceEncoder subclass"),
         ("components.encoders.base:SequenceEncoder", "config_class must be its config"),
+        ("{module}:ConfigInstance", "ConfigInstance.config_class must be its config"),
+        ("{module}:ConfigNotDataclass", "ConfigNotDataclass.config_class must be its config"),
+        (":RecentMean", "or give your own as 'package.module:ClassName'"),
+        ("{module}:", "or give your own as 'package.module:ClassName'"),
+        ("{module}:RecentMean:x", "module '{module}' has no 'RecentMean:x'"),
     ],
 )
 def test_bad_encoder_names_say_what_is_wrong(custom_module: str, name: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=re.escape(message.format(module=custom_module))):
         build_encoder(name.format(module=custom_module), None)  # type: ignore[arg-type]
 
 

@@ -71,3 +71,37 @@ def test_new_behaviors_change_scores(name: str) -> None:
         enc, state, take_history_rows(log, slice(20, 40), torch.tensor([20]))
     )
     assert not torch.allclose(before, score_search_state(enc, state, cands), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["SIMHard-category", "ETA"])
+def test_state_history_is_a_contract_valid_one_user_history(name: str) -> None:
+    """What the ESU reads from a state: one user of R retained rows, int64 ids, no numeric
+    fields; the embeddings and ages are the retained rows'."""
+    enc = _encoder(name)
+    log = random_history(SPEC, [30], seed=4, num_categories=3)
+    state = build_search_state(enc, log)
+    history = state.history()
+    r = state.age.numel()
+    assert history.lengths.tolist() == [r] and history.offsets.tolist() == [0, r]
+    for field in ("item_ids", "category_ids", "group_ids", "behavior_ids"):
+        ids = getattr(history, field)
+        assert ids.dtype == torch.int64 and ids.shape == (r,), field
+    assert history.numeric.shape == (r, 0) and history.numeric.dtype == torch.float32
+    assert history.embeddings is state.embeddings and history.age is state.age
+    assert history.embedding_rows is None
+
+
+@pytest.mark.parametrize("name", ["SIMHard-category", "ETA"])
+def test_states_refuse_several_users_or_planned_lookups(name: str) -> None:
+    enc = _encoder(name)
+    message = "^a serving state holds one user with one embedding per behavior$"
+    two_users = random_history(SPEC, [3, 2], seed=5)
+    with pytest.raises(ValueError, match=message):
+        build_search_state(enc, two_users)
+    one = random_history(SPEC, [4], seed=5)
+    planned = dataclasses.replace(one, embedding_rows=torch.arange(4))
+    with pytest.raises(ValueError, match=message):
+        build_search_state(enc, planned)
+    state = build_search_state(enc, one)
+    with pytest.raises(ValueError, match=message):
+        append_search_events(enc, state, planned)
