@@ -137,3 +137,43 @@ def test_content_checkpoint_round_trip() -> None:
     other = CiUBM(SPEC, content_embeddings=torch.randn(9, 3))
     with pytest.raises(RuntimeError, match="size mismatch for content"):
         other.load_state_dict(saved)
+
+
+def test_one_behavior_dim_reaches_the_attention() -> None:
+    from components.encoders.example_inputs import random_history, random_query
+
+    spec = EncoderSpec(embedding_dim=8, behavior_dim=1)
+    torch.manual_seed(0)
+    encoder = CiUBM(spec, CiUBMConfig(top_k=3), content_embeddings=torch.randn(1000, 4)).eval()
+    query, history = random_query(spec, 2), random_history(spec, [6, 3])
+    out = encoder(query, history)
+    history.behavior_embeddings = history.behavior_embeddings + 1.0
+    assert not torch.allclose(encoder(query, history), out)
+
+
+class _Similarity(torch.nn.Module):
+    def __init__(self, table: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("table", table)
+
+    def forward(self, history_ids: torch.Tensor, offsets: torch.Tensor):
+        query_ids = torch.arange(offsets.numel() - 1) % self.table.shape[0]
+        similarity = content_similarity(self.table, query_ids, history_ids, offsets)
+        return similarity, *masked_topk(similarity, offsets, None)
+
+
+def test_exported_similarity_and_topk_equal_eager() -> None:
+    """The traced branches (one chunk; a bounded symbolic longest history) compute what the
+    eager ones do, on unnormalised content and batches of other sizes than the example's."""
+    from pipelines.serve.dense import export_size_oblivious
+
+    g = torch.Generator().manual_seed(0)
+    table = torch.randn(9, 4, generator=g) * torch.rand(9, 1, generator=g) * 0.2
+    module = _Similarity(table)
+    example = (torch.tensor([1, 2, 3, 4, 5, 6, 7]), torch.tensor([0, 3, 3, 7]))
+    dynamic = ({0: torch.export.Dim("N", min=0)}, {0: torch.export.Dim("B1", min=1)})
+    exported = export_size_oblivious(module, example, dynamic).module()
+    for ids, bounds in (([2, 0, 5, 8, 1], [0, 1, 5]), ([3, 3, 4, 1, 7, 2, 6, 5, 0], [0, 9])):
+        args = (torch.tensor(ids), torch.tensor(bounds))
+        for got, want in zip(exported(*args), module(*args), strict=True):
+            torch.testing.assert_close(got, want)
