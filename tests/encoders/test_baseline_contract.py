@@ -4,14 +4,27 @@ sample is longer than the window; the rows named are the last ones)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
 import torch
 
+from components.encoders.base import History, Query
 from components.encoders.din import DIN, DINConfig, DINFull, DINFullConfig
 
 from .inputs import SPEC, make_inputs
+
+
+def _bfloat16(query: Query, history: History) -> tuple[Query, History]:
+    """The inputs with bfloat16 embeddings (ids, ages and numeric fields as they are)."""
+    return dataclasses.replace(query, embeddings=query.embeddings.detach().bfloat16()), (
+        dataclasses.replace(
+            history,
+            embeddings=history.embeddings.detach().bfloat16(),
+            behavior_embeddings=history.behavior_embeddings.detach().bfloat16(),
+        )
+    )
 
 
 @pytest.mark.parametrize("config_class", [DINConfig, DINFullConfig])
@@ -194,8 +207,6 @@ def test_twin_v2_clusters_with_the_configured_iterations() -> None:
 def test_twin_v2_in_bfloat16_stays_bfloat16() -> None:
     """A bf16 module on bf16 inputs computes in bf16 (cluster means, recency, size bias) and
     stays close to float32."""
-    import dataclasses
-
     from components.encoders.twin_v2 import TWINV2, TWINV2Config
 
     torch.manual_seed(0)
@@ -203,13 +214,7 @@ def test_twin_v2_in_bfloat16_stays_bfloat16() -> None:
     query, history = make_inputs([20, 7, 0], seed=2)
     with torch.no_grad():
         expected = encoder(query, history)
-        half = lambda t: t.detach().to(torch.bfloat16)  # noqa: E731
-        query16 = dataclasses.replace(query, embeddings=half(query.embeddings))
-        history16 = dataclasses.replace(
-            history,
-            embeddings=half(history.embeddings),
-            behavior_embeddings=half(history.behavior_embeddings),
-        )
+        query16, history16 = _bfloat16(query, history)
         clusters = encoder.to(torch.bfloat16).user_clusters(history16)
         out = encoder(query16, history16)
     assert clusters.keys.dtype == torch.bfloat16 and out.dtype == torch.bfloat16
@@ -260,8 +265,6 @@ def test_twin_structure_follows_the_paper() -> None:
 
 
 def test_twin_in_bfloat16_stays_bfloat16() -> None:
-    import dataclasses
-
     from components.encoders.twin import TWIN, TWINConfig
 
     torch.manual_seed(0)
@@ -269,13 +272,7 @@ def test_twin_in_bfloat16_stays_bfloat16() -> None:
     query, history = make_inputs([9, 4, 0], seed=5)
     with torch.no_grad():
         expected = twin(query, history)
-        half = lambda t: t.detach().to(torch.bfloat16)  # noqa: E731
-        query16 = dataclasses.replace(query, embeddings=half(query.embeddings))
-        history16 = dataclasses.replace(
-            history,
-            embeddings=half(history.embeddings),
-            behavior_embeddings=half(history.behavior_embeddings),
-        )
+        query16, history16 = _bfloat16(query, history)
         out = twin.to(torch.bfloat16)(query16, history16)
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), expected, atol=0.05, rtol=0.05)
